@@ -1,0 +1,248 @@
+"""Build, load and freeze the open_clip backbone.
+
+Three sources of weights, one function (`load_backbone`):
+
+* a named open_clip model with a pretrained tag (``"ViT-B-16"`` + ``"openai"``), fetched into or read from the
+  usual caches (Hugging Face hub cache, ``~/.cache/clip``);
+* a local file or folder (``pretrained="/path/open_clip_model.safetensors"`` or a folder holding one, optionally
+  with an ``open_clip_config.json``);
+* the offline configs shipped with this package (``"tiny"``, ``"micro"``) with random weights drawn from a fixed
+  seed, so the same backbone can be rebuilt anywhere and a prompt checkpoint fits it again.
+
+The backbone is never edited: it is frozen (every tensor, ``logit_scale`` included) and kept in eval mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.transformer import VisionTransformer
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+# short name -> open_clip registry name of the configs shipped in `model_configs/`
+OFFLINE_CONFIGS: dict[str, str] = {"tiny": "mmpiqa-tiny", "micro": "mmpiqa-micro"}
+# where open_clip keeps weights it downloads from a plain URL (the Hugging Face hub has its own cache)
+URL_CACHE = Path("~/.cache/clip").expanduser()
+CHECKPOINT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "pytorch_model.bin",
+    "model.safetensors",
+)
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights were asked for and cannot be had; the message says how to provide them."""
+
+
+class UnsupportedBackbone(ValueError):
+    """The open_clip model has a layout the prompted encoders do not handle."""
+
+
+@dataclass(frozen=True)
+class BackboneIdentity:
+    """What a checkpoint records about the backbone it was trained on."""
+
+    name: str
+    pretrained: str | None
+    seed: int | None
+    fingerprint: str
+
+    def describe(self) -> str:
+        if self.pretrained is None:
+            return (
+                f"{self.name} (random weights, seed {self.seed}: an offline teaching backbone, not real CLIP)"
+            )
+        return f"{self.name} with pretrained weights '{self.pretrained}'"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def registry_name(name: str) -> str:
+    return OFFLINE_CONFIGS.get(name, name)
+
+
+def cached_weights(name: str, tag: str) -> Path | None:
+    """The local file open_clip would load for `name` + `tag`, if it is already cached; never downloads."""
+    cfg = open_clip.get_pretrained_cfg(registry_name(name), tag)
+    if not cfg:
+        return None
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        parts = hub.strip("/").split("/")
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        candidates = [filename] if filename else []
+        candidates += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for candidate in candidates:
+            found = try_to_load_from_cache(repo_id=repo, filename=candidate)
+            if isinstance(found, str):
+                return Path(found)
+    url = cfg.get("url", "")
+    if url:
+        target = URL_CACHE / os.path.basename(url)
+        if target.is_file():
+            return target
+    return None
+
+
+def _unavailable(name: str, tag: str, reason: str) -> WeightsUnavailable:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return WeightsUnavailable(
+        f"Cannot load pretrained weights for model '{name}' with tag '{tag}': {reason}.\n"
+        f"  Weights are looked for in the Hugging Face cache ({HF_HUB_CACHE}) and in {URL_CACHE}.\n"
+        f'  Fix: on a machine with internet run once `python -c "import open_clip; '
+        f"open_clip.create_model('{name}', pretrained='{tag}')\"` to fill the cache (unset HF_HUB_OFFLINE), "
+        f"or download the checkpoint yourself and pass its path: `--pretrained /path/to/open_clip_model.safetensors` "
+        f"(ModelConfig(pretrained=PATH)); a folder holding the file works too.\n"
+        f"  Offline teaching backbone with random weights: backbone='tiny', pretrained=None."
+    )
+
+
+def _resolve_local(name: str, path: Path) -> tuple[str, str | None]:
+    """(model_name, pretrained) arguments for open_clip from a local file or folder."""
+    if path.is_file():
+        return registry_name(name), str(path)
+    if (path / "open_clip_config.json").is_file():
+        return f"local-dir:{path}", None
+    for candidate in CHECKPOINT_NAMES:
+        if (path / candidate).is_file():
+            return registry_name(name), str(path / candidate)
+    raise FileNotFoundError(
+        f"Folder {path} holds no open_clip checkpoint: expected one of {', '.join(CHECKPOINT_NAMES)} "
+        f"(optionally with open_clip_config.json). Point --pretrained at the checkpoint file itself."
+    )
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return (
+        os.sep in pretrained
+        or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
+        or Path(pretrained).exists()
+    )
+
+
+def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Module:
+    if pretrained is None:
+        # Random weights from a fixed seed: the same backbone is rebuilt anywhere from (name, seed).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed if seed is not None else 0)
+            return open_clip.create_model(registry_name(name), pretrained=None)
+    if _looks_like_path(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"pretrained={pretrained!r} looks like a path but does not exist. Give the checkpoint file or the "
+                f"folder holding it, or a tag from open_clip.list_pretrained_tags_by_model('{name}')."
+            )
+        model_name, weights = _resolve_local(name, path)
+        return open_clip.create_model(model_name, pretrained=weights, require_pretrained=weights is not None)
+    tags = open_clip.list_pretrained_tags_by_model(registry_name(name))
+    if pretrained not in tags:
+        raise WeightsUnavailable(
+            f"Model '{name}' has no pretrained tag '{pretrained}'. Known tags: {', '.join(tags) or 'none'}. "
+            f"A local checkpoint can be given as a path instead."
+        )
+    if hub_offline() and cached_weights(name, pretrained) is None:
+        raise _unavailable(name, pretrained, "HF_HUB_OFFLINE is set and the weights are not cached")
+    try:
+        return open_clip.create_model(registry_name(name), pretrained=pretrained, require_pretrained=True)
+    except (RuntimeError, OSError) as error:
+        raise _unavailable(name, pretrained, f"download failed ({type(error).__name__}: {error})") from error
+
+
+def check_supported(model: torch.nn.Module) -> None:
+    """Refuse, with a clear message, open_clip models whose layout the prompted loops do not reproduce."""
+    if not isinstance(model, open_clip.CLIP):
+        raise UnsupportedBackbone(
+            f"{type(model).__name__} is not supported: the prompted text encoder needs open_clip.CLIP's built-in "
+            f"text tower (models with custom_text or Hugging Face text towers are CustomTextCLIP)."
+        )
+    visual = model.visual
+    problems = []
+    if not isinstance(visual, VisionTransformer):
+        problems.append(f"image tower is {type(visual).__name__}, not a VisionTransformer")
+    else:
+        if visual.attn_pool is not None:
+            problems.append("attention pooling in the image tower")
+        if visual.pool_type != "tok":
+            problems.append(
+                f"image pooling '{visual.pool_type}' (only class-token pooling 'tok' is supported)"
+            )
+        if visual.final_ln_after_pool:
+            problems.append("final_ln_after_pool=True")
+        if not visual.transformer.batch_first:
+            problems.append("a sequence-first image transformer (open_clip < 2.26)")
+    if model.text_pool_type not in {"argmax", "eos", "last", "first"}:
+        problems.append(f"text pooling '{model.text_pool_type}'")
+    if not model.transformer.batch_first:
+        problems.append("a sequence-first text transformer (open_clip < 2.26)")
+    if problems:
+        raise UnsupportedBackbone(
+            "This open_clip model is not supported by the prompted encoders: " + "; ".join(problems) + "."
+        )
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Every backbone tensor frozen (lock_*_tower would leave logit_scale trainable) and eval mode."""
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A cheap, stable digest of the backbone weights: names, shapes, sums and a few values per tensor."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().float().flatten().cpu()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(f"{flat.double().sum().item():.6e}".encode())
+        digest.update(flat[:8].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_backbone(
+    name: str = "tiny", pretrained: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, BackboneIdentity]:
+    """A frozen, supported open_clip CLIP in eval mode and its identity.
+
+    `name`: an open_clip model name (``open_clip.list_models()``) or a shipped offline config (``OFFLINE_CONFIGS``).
+    `pretrained`: ``None`` (random weights from `seed`), an open_clip tag, or a local checkpoint file/folder.
+    Raises WeightsUnavailable (with the fix in its message) rather than ever falling back to random weights.
+    """
+    known = set(open_clip.list_models()) | set(OFFLINE_CONFIGS)
+    if name not in known:
+        raise ValueError(
+            f"Unknown backbone '{name}'. Offline configs: {', '.join(OFFLINE_CONFIGS)}; open_clip models include "
+            f"ViT-B-32, ViT-B-16, ViT-L-14 (see open_clip.list_models())."
+        )
+    model = _create(name, pretrained, seed)
+    check_supported(model)
+    freeze(model)
+    model.to(device)
+    identity = BackboneIdentity(
+        name=name,
+        pretrained=pretrained,
+        seed=seed if pretrained is None else None,
+        fingerprint=fingerprint(model),
+    )
+    return model, identity
+
+
+def tokenizer_for(name: str):
+    return open_clip.get_tokenizer(registry_name(name))

@@ -1,0 +1,36 @@
+"""Label vocabularies shared by the data readers and the text branches.
+
+They live apart from both so that the model never imports the data package (and vice versa): each side takes
+its class names from here, and a class list in a config is matched against dataset labels by name.
+"""
+
+# The default scene classes of the scene branch (LIQE's nine).
+SCENE_CLASSES: tuple[str, ...] = (
+    "animal",
+    "cityscape",
+    "human",
+    "indoor scene",
+    "landscape",
+    "night scene",
+    "plant",
+    "still-life",
+    "others",
+)
+# The default distortion groups of the distortion branch: KADID/TID families grouped into eleven.
+DISTORTION_GROUPS: tuple[str, ...] = (
+    "blur",
+    "colour",
+    "contrast",
+    "JPEG",
+    "JPEG2000",
+    "noise",
+    "over-exposure",
+    "under-exposure",
+    "quantisation",
+    "spatial",
+    "other",
+)
+# Quality level words, worst to best, read out as an expectation over [0, 1].
+QUALITY_LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "perfect")
+# CLIP-IQA's antonym pair: (positive, negative).
+ANTONYMS: tuple[str, str] = ("good", "bad")

@@ -1,0 +1,192 @@
+"""PromptedCLIP: a frozen open_clip CLIP, learnable text and visual prompts, and a quality readout.
+
+The model knows tensors, not files: images enter as RGB in [0, 1] with shape (B, 3, H, W) at the backbone's
+input size, and are normalised here with the backbone's own mean and std.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmpiqa.backbone import BackboneIdentity, load_backbone, tokenizer_for
+from mmpiqa.config import ModelConfig
+from mmpiqa.heads import CrossAttentionHead, antonym_probability, expected_level
+from mmpiqa.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
+
+
+@dataclass
+class IQAOutput:
+    """What one forward pass returns."""
+
+    score: torch.Tensor  # (B,) predicted quality; in [0, 1] for 'levels'/'antonym', unbounded for 'xattn'
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)  # branch -> (B, classes), scaled cosines
+    image_features: torch.Tensor | None = None  # (B, E) unit-norm pooled image features
+
+
+class PromptedCLIP(nn.Module):
+    """Frozen CLIP + text branches {quality, scene, distortion} + visual prompts + readout head."""
+
+    def __init__(self, config: ModelConfig, clip: nn.Module, tokenizer, identity: BackboneIdentity) -> None:
+        super().__init__()
+        self.config = config
+        self.identity = identity
+        self.clip = clip
+        n_blocks = len(clip.visual.transformer.resblocks)
+        self.visual_depth = n_blocks if config.visual_depth == -1 else config.visual_depth
+        if self.visual_depth > n_blocks:
+            raise ValueError(
+                f"visual_depth={config.visual_depth} exceeds the image tower's {n_blocks} blocks"
+            )
+        n_text_blocks = len(clip.transformer.resblocks)
+        if config.text_depth > n_text_blocks:
+            raise ValueError(
+                f"text_depth={config.text_depth} exceeds the text tower's {n_text_blocks} blocks"
+            )
+        device = clip.logit_scale.device
+        self.text = TextPrompts(
+            clip,
+            tokenizer,
+            {b: [config.template(b).format(c) for c in config.classes(b)] for b in config.branches},
+            n_ctx=config.n_ctx,
+            ctx_init=config.ctx_init,
+            depth=config.text_depth,
+        ).to(device)
+        self.visual = None
+        if self.visual_depth:
+            if config.coupled and config.text_depth < self.visual_depth:
+                raise ValueError(
+                    f"coupled=True maps the text context of each layer: text_depth ({config.text_depth}) must be "
+                    f">= visual_depth ({self.visual_depth})"
+                )
+            if config.coupled and config.n_vis != self.text.n_ctx:
+                raise ValueError(
+                    f"coupled=True: n_vis ({config.n_vis}) must equal the number of context tokens "
+                    f"({self.text.n_ctx}) because each visual token is a map of one text token"
+                )
+            self.visual = VisualPrompts(
+                n_vis=config.n_vis,
+                depth=self.visual_depth,
+                width=clip.visual.conv1.out_channels,
+                coupled=config.coupled,
+                text_width=clip.token_embedding.embedding_dim,
+            ).to(device)
+        embed_dim = clip.text_projection.shape[-1] if isinstance(clip.text_projection, torch.Tensor) else None
+        embed_dim = embed_dim or clip.visual.output_dim
+        self.head = (
+            CrossAttentionHead(embed_dim, config.head_heads, config.head_hidden).to(device)
+            if config.head == "xattn"
+            else None
+        )
+        mean = torch.tensor(clip.visual.image_mean or (0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
+        std = torch.tensor(clip.visual.image_std or (0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean.to(device), persistent=False)
+        self.register_buffer("std", std.to(device), persistent=False)
+
+    # --- the frozen part stays frozen -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> PromptedCLIP:
+        super().train(mode)
+        self.clip.eval()  # dropout/patch dropout of the backbone never switch on
+        return self
+
+    @property
+    def image_size(self) -> int:
+        size = self.clip.visual.image_size
+        return size[0] if isinstance(size, tuple | list) else int(size)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if p.requires_grad and not name.startswith("clip.")]
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what was learned: prompt and head parameters (what a checkpoint holds)."""
+        return {
+            n: p.detach() for n, p in self.named_parameters() if not n.startswith("clip.") and p.requires_grad
+        }
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {"text": 0, "visual": 0, "head": 0}
+        for name, p in self.named_parameters():
+            if p.requires_grad and not name.startswith("clip."):
+                counts[name.split(".")[0]] += p.numel()
+        counts["backbone (frozen)"] = sum(p.numel() for p in self.clip.parameters())
+        return counts
+
+    # --- encoders ---------------------------------------------------------------------------------------
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be RGB (B, 3, H, W) in [0, 1]; got shape {tuple(images.shape)}")
+        return (images - self.mean) / self.std
+
+    def visual_prompts(self) -> list[torch.Tensor]:
+        return self.visual.layer_prompts(self.text) if self.visual is not None else []
+
+    def encode_image(
+        self, images: torch.Tensor, normalize: bool = False, return_tokens: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Pooled image features (B, E) of [0, 1] RGB images through the prompted image tower."""
+        pooled, tokens = encode_image(self.clip, self.normalize(images), self.visual_prompts())
+        if normalize:
+            pooled, tokens = F.normalize(pooled, dim=-1), F.normalize(tokens, dim=-1)
+        return (pooled, tokens) if return_tokens else pooled
+
+    def text_features(self, normalize: bool = True) -> dict[str, torch.Tensor]:
+        """branch -> (classes, E) features of every branch, from one batched pass through the text tower."""
+        features = encode_text(self.clip, self.text)
+        if normalize:
+            features = F.normalize(features, dim=-1)
+        return self.text.split(features)
+
+    def encode_text(self, branch: str, normalize: bool = False) -> torch.Tensor:
+        """(classes, E) features of one branch's prompts."""
+        if branch not in self.text.branch_names:
+            raise KeyError(f"branch {branch!r} is not in this model; it has {self.text.branch_names}")
+        return self.text_features(normalize=normalize)[branch]
+
+    # --- readout ----------------------------------------------------------------------------------------
+    def forward(
+        self, images: torch.Tensor, text_features: dict[str, torch.Tensor] | None = None
+    ) -> IQAOutput:
+        """Score a batch of [0, 1] RGB images. `text_features` (unit-norm, from `text_features()`) may be
+        passed in to reuse one text pass for several image batches, e.g. during evaluation."""
+        text = text_features if text_features is not None else self.text_features()
+        pooled, tokens = self.encode_image(images, normalize=True, return_tokens=True)
+        scale = self.clip.logit_scale.exp()
+        logits = {b: scale * pooled @ feats.t() for b, feats in text.items()}
+        head = self.config.head
+        if head == "levels":
+            score = expected_level(logits["quality"])
+        elif head == "antonym":
+            score = antonym_probability(logits["quality"])
+        else:
+            queries = torch.cat([text[b] for b in self.text.branch_names])
+            score = self.head(queries, tokens, pooled)
+        return IQAOutput(score=score, logits=logits, image_features=pooled)
+
+    def describe(self) -> str:
+        """One line saying what the numbers come from, for banners and run logs."""
+        c = self.config
+        parts = [
+            self.identity.describe(),
+            f"branches={','.join(c.branches) or 'none'}",
+            f"text_depth={c.text_depth} (n_ctx={self.text.n_ctx})",
+            f"visual_depth={self.visual_depth}"
+            + (f" (n_vis={c.n_vis}{', coupled' if c.coupled else ''})" if self.visual_depth else ""),
+            f"head={c.head}",
+        ]
+        return "; ".join(parts)
+
+
+def build_model(config: ModelConfig | None = None, device: str | torch.device = "cpu") -> PromptedCLIP:
+    """A PromptedCLIP for `config` (default: the MP-IQE variant on the offline tiny backbone)."""
+    config = config or ModelConfig()
+    clip, identity = load_backbone(
+        config.backbone, config.pretrained, seed=config.backbone_seed, device=device
+    )
+    # Prompts drawn from their own seeded stream, so the same config gives the same initial prompts.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.backbone_seed + 1)
+        model = PromptedCLIP(config, clip, tokenizer_for(config.backbone), identity)
+    return model.to(device)
