@@ -1,0 +1,196 @@
+"""Decode an image file into the RGB tensor in [0, 1] that every model in this project takes.
+
+Conversions, all explicit:
+
+- grayscale (1-bit, 8-bit, 16-bit, 32-bit integer, float) -> the one channel replicated to R, G, B;
+- 16-bit samples are divided by 65535, never clipped at 255; Pillow reads 16-bit *colour* PNG/TIFF as 8-bit RGB
+  (the high byte), which is correctly scaled at 8-bit precision;
+- palette images -> their RGB colours;
+- transparency (RGBA, LA, PA, or a palette/grey image with a transparent colour) -> composited on **white**:
+  ``rgb * alpha + 1 * (1 - alpha)``. White matches how the images are shown on a web page or in a viewer;
+- CMYK (and YCbCr, LAB, HSV) -> Pillow's conversion to RGB;
+- multi-frame files (GIF, TIFF pages) -> the first frame.
+
+EXIF orientation is **not** applied by default: the pixels are used as stored, as the IQA datasets' own tools
+do; pass ``exif_transpose=True`` to rotate as a viewer would.
+
+A file that cannot be fully decoded (missing, truncated, not an image, an HTML error page saved under an image
+name) raises `ImageReadError`, naming the file and the fix. Nothing is silently padded: Pillow's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` is held at False while a file is decoded, even if another library set it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageInfo", "ImageReadError", "check_image", "load_rgb", "strict_truncation", "to_rgb_array"]
+
+_FIX = (
+    "Fix: re-download or re-extract this file (a split archive must be joined before unzipping), "
+    "or drop unreadable images with skip_unreadable=True / --skip-unreadable."
+)
+
+
+_EIGHT_BIT_MODES = (
+    "1",
+    "L",
+    "P",
+    "RGB",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "RGBX",
+    "PA",
+    "LA",
+    "La",
+    "RGBA",
+    "RGBa",
+)
+_MODE_FIX = "Convert it to 8- or 16-bit RGB or grey first."
+
+
+class ImageReadError(OSError):
+    """An image file is missing or cannot be decoded. The message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What `check_image` found: the stored mode, size (width, height) and format."""
+
+    path: str
+    mode: str
+    size: tuple[int, int]
+    format: str | None
+
+
+def _open_loaded(path: str | os.PathLike) -> Image.Image:
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(f"{p}: no such image file. {_FIX}")
+    with strict_truncation():
+        try:
+            img = Image.open(p)
+            img.load()
+        except UnidentifiedImageError as exc:
+            raise ImageReadError(f"{p}: not an image Pillow can identify ({_head(p)}). {_FIX}") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(
+                f"{p}: {exc}. Raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted."
+            ) from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageReadError(
+                f"{p}: cannot decode ({exc}); the file is truncated or corrupt. {_FIX}"
+            ) from exc
+    return img
+
+
+@contextmanager
+def strict_truncation() -> Iterator[None]:
+    """Hold Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` at False (another library may have set it to pad
+    truncated files silently) and give the setting back afterwards. Wrap a whole thread pool in it rather
+    than relying on each worker's own toggle."""
+    permissive = ImageFile.LOAD_TRUNCATED_IMAGES
+    if not permissive:
+        yield
+        return
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = permissive
+
+
+def _head(p: Path) -> str:
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "the file is empty"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "it is an HTML page, probably a failed download"
+    return f"first bytes {head[:8]!r}"
+
+
+def check_image(path: str | os.PathLike) -> ImageInfo:
+    """Fully decode `path` and report its mode and size; raise `ImageReadError` when that fails."""
+    img = _open_loaded(path)
+    with img:
+        info = ImageInfo(str(path), img.mode, img.size, img.format)
+        if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+            _wide_gray(img, str(path))  # the range checks of those modes
+        elif img.mode not in _EIGHT_BIT_MODES:
+            raise ImageReadError(f"{path}: unsupported image mode {img.mode!r}. {_MODE_FIX}")
+    return info
+
+
+def load_rgb(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tensor:
+    """Read an image as a float32 tensor (3, H, W) in [0, 1]; see the module docstring for the conversions."""
+    img = _open_loaded(path)
+    with img:
+        if exif_transpose:
+            img = ImageOps.exif_transpose(img)
+        arr = to_rgb_array(img, source=str(path))
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def to_rgb_array(img: Image.Image, *, source: str = "image") -> np.ndarray:
+    """Convert a loaded PIL image to float32 (H, W, 3) in [0, 1] (white behind transparency)."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        gray = _wide_gray(img, source)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if (mode == "P" and "transparency" in img.info) or mode in ("PA", "LA", "La", "RGBA", "RGBa"):
+        return _composite_on_white(img.convert("RGBA"))
+    if mode in ("L", "1", "RGB") and "transparency" in img.info:
+        return _composite_on_white(img.convert("RGBA"))
+    if mode in _EIGHT_BIT_MODES:
+        rgb = img if mode == "RGB" else img.convert("RGB")
+        return np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
+    raise ImageReadError(f"{source}: unsupported image mode {mode!r}. {_MODE_FIX}")
+
+
+def _composite_on_white(rgba: Image.Image) -> np.ndarray:
+    a = np.asarray(rgba, dtype=np.float32) / np.float32(255.0)
+    alpha = a[:, :, 3:4]
+    return a[:, :, :3] * alpha + (np.float32(1.0) - alpha)
+
+
+def _wide_gray(img: Image.Image, source: str) -> np.ndarray:
+    """16-bit, 32-bit integer or float grey -> float32 in [0, 1], scaled by the stored bit depth."""
+    x = np.asarray(img)
+    if img.mode == "F":
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+            raise ImageReadError(
+                f"{source}: floating-point image with values outside [0, 1] ({x.min():g}..{x.max():g}); "
+                "there is no agreed scale to map it from. Save it as 8- or 16-bit integers."
+            )
+        return x
+    bits = _bits_per_sample(img)
+    if bits is None:
+        bits = 16 if x.min() >= 0 and x.max() <= 65535 else 32
+    if bits > 16:
+        raise ImageReadError(f"{source}: {bits}-bit integer image; only 8- and 16-bit samples are supported.")
+    if x.min() < 0:
+        raise ImageReadError(f"{source}: negative sample values in a {img.mode} image.")
+    return (x.astype(np.float64) / float(2**bits - 1)).astype(np.float32)
+
+
+def _bits_per_sample(img: Image.Image) -> int | None:
+    if img.mode.startswith("I;16"):
+        return 16
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None and 258 in tags:  # TIFF BitsPerSample
+        value = tags[258]
+        return int(value[0] if isinstance(value, tuple) else value)
+    if img.format == "PNG":  # Pillow opens 16-bit grey PNG as "I" in some versions
+        return 16
+    return None
