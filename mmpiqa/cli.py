@@ -44,6 +44,85 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mmpiqa.demo import format_table, run_demo
+
+    result = run_demo(
+        args.out,
+        backbone=args.backbone or "tiny",
+        pretrained=args.pretrained,
+        epochs=args.epochs,
+        size=args.size,
+        splits=args.splits,
+        progress=not args.quiet,
+    )
+    print()
+    print(format_table(result.table))
+    print(f"\nrun folders under {args.out}; figures: {', '.join(str(p) for p in result.figures)}")
+    return 0
+
+
+def _run_config(args: argparse.Namespace):
+    from mmpiqa.config import RunConfig
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    overrides = list(args.set or [])
+    if args.backbone:
+        overrides.append(f"model.backbone={args.backbone}")
+    if args.pretrained:
+        overrides.append(f"model.pretrained={args.pretrained}")
+    return config.with_overrides(overrides) if overrides else config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmpiqa.demo import format_table
+    from mmpiqa.experiment import results_table, run
+
+    config = _run_config(args)
+    result = run(config, args.out, splits=args.splits, progress=not args.quiet)
+    print(format_table(results_table([result])))
+    print(f"run folder: {result.folder}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from mmpiqa.config import DataConfig
+    from mmpiqa.experiment import evaluate_run
+
+    data = DataConfig(dataset=args.dataset, root=args.root, size=args.size)
+    result = evaluate_run(args.run, data, progress=not args.quiet)
+    s = result["summary"]
+    print(
+        f"{args.run} on {args.dataset} ({result['n_images']} images, {len(result['per_split'])} split model(s)):"
+    )
+    for metric in ("srcc", "plcc"):
+        print(
+            f"  {metric.upper()} {s[metric]['median']:.3f} [{s[metric]['ci_low']:.3f}, {s[metric]['ci_high']:.3f}]"
+        )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mmpiqa.predict import format_predictions, predict_images
+
+    rows = predict_images(args.run, args.images, split=args.split)
+    print(format_predictions(rows, args.format))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mmpiqa.sweep import load_sweep, run_sweep
+
+    table = run_sweep(load_sweep(args.grid), args.out, workers=args.workers)
+    print()
+    print(table.to_string(index=False))
+    return 0 if not table["status"].str.startswith("failed").any() else 1
+
+
 def _model_tag(text: str) -> tuple[str, str]:
     name, _, tag = text.partition(":")
     if not tag:
@@ -68,7 +147,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="check whether these weights are cached (default: ViT-B-16:openai and ViT-B-32:openai)",
     )
     info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser(
+        "demo", help="the main job: train MP-IQE offline on the embedded benchmark, vs zero-shot"
+    )
+    demo.add_argument("--out", default="runs/demo", help="folder for the run folders and figures")
+    demo.add_argument("--epochs", type=int, default=4)
+    demo.add_argument("--splits", type=int, default=1, help="content-disjoint random splits to run")
+    demo.add_argument(
+        "--size", default="default", choices=["small", "default", "full"], help="embedded benchmark size"
+    )
+    _backbone_args(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train and evaluate one RunConfig over its splits")
+    train.add_argument("--config", help="a RunConfig file (YAML or JSON); default: the built-in defaults")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.FIELD=VALUE",
+        help="override a field, e.g. --set model.visual_depth=3 --set train.epochs=10",
+    )
+    train.add_argument("--out", default="runs")
+    train.add_argument("--splits", type=int, default=None, help="run only the first N splits")
+    _backbone_args(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a finished run on (another) dataset")
+    evaluate.add_argument("--run", required=True, help="a run folder")
+    evaluate.add_argument("--dataset", required=True, help="a dataset name (mmpiqa data list)")
+    evaluate.add_argument("--root", default=None, help="the dataset's folder (not needed for 'embedded')")
+    evaluate.add_argument("--size", default="default", help="embedded benchmark size")
+    evaluate.add_argument("--json", action="store_true", help="also print the full result as JSON")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+
+    pred = sub.add_parser("predict", help="score image files with a trained run")
+    pred.add_argument("--run", required=True, help="a run folder")
+    pred.add_argument("images", nargs="+", help="image files")
+    pred.add_argument("--split", type=int, default=0, help="which split's prompts to use")
+    pred.add_argument("--format", choices=["csv", "json"], default="csv")
+    pred.set_defaults(func=cmd_predict)
+
+    sweep = sub.add_parser("sweep", help="run a grid of configs (resumable; failures reported, not fatal)")
+    sweep.add_argument("--grid", required=True, help="a grid file (see mmpiqa.sweep)")
+    sweep.add_argument("--out", default="runs")
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sweep.set_defaults(func=cmd_sweep)
+
+    try:
+        from mmpiqa.data.commands import register
+    except ImportError:  # the data command arrives with the data package
+        pass
+    else:
+        register(sub)
     return parser
+
+
+def _backbone_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backbone", default=None, help="'tiny' (offline) or an open_clip model, e.g. ViT-B-16"
+    )
+    parser.add_argument(
+        "--pretrained", default=None, help="an open_clip tag (openai) or a local checkpoint path"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -204,3 +204,118 @@ class ModelConfig(ConfigBase):
 
     def template(self, branch: str) -> str:
         return getattr(self, f"{branch}_template")
+
+
+@dataclass(frozen=True)
+class DataConfig(ConfigBase):
+    """Which images, which split protocol, which crops."""
+
+    dataset: str = "embedded"  # a name from `mmpiqa data list`
+    root: str | None = None  # the unpacked official release (None for 'embedded': the package cache)
+    size: str = "default"  # embedded benchmark size: 'small', 'default' or 'full'
+    protocol: str = "auto"  # 'auto', 'ref' (reference-disjoint), 'random' or 'official'
+    n_splits: int = 10  # random splits of the n-split protocol
+    split_seed: int = 0  # seed of the first split; split i uses split_seed + i
+    fractions: tuple[float, ...] = (0.7, 0.1, 0.2)  # train / val / test
+    train_fraction: float | None = None  # data-efficiency: keep this fraction of the training part
+    crop_size: int | None = None  # None: the backbone's input size
+    train_crops: int = 4  # fixed pool of random training crops per image; each epoch draws one of them
+    test_crop: str = "grid"  # 'center', 'grid' (n crops averaged) or 'resize'
+    test_crops: int = 3  # crops per image for test_crop='grid'
+    skip_unreadable: bool = False  # drop unreadable images (reported) instead of failing
+
+    def __post_init__(self) -> None:
+        if (
+            len(self.fractions) != 3
+            or any(f <= 0 for f in self.fractions)
+            or abs(sum(self.fractions) - 1) > 1e-6
+        ):
+            raise ConfigError(
+                f"fractions={self.fractions}: three positive numbers (train, val, test) summing to 1"
+            )
+        if self.n_splits < 1:
+            raise ConfigError(f"n_splits={self.n_splits}: at least 1")
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"train_fraction={self.train_fraction}: in (0, 1], or None for all")
+        if self.test_crop not in ("center", "grid", "resize"):
+            raise ConfigError(f"test_crop={self.test_crop!r}: 'center', 'grid' or 'resize'")
+        if self.train_crops < 1 or self.test_crops < 1:
+            raise ConfigError("train_crops and test_crops: at least 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """How prompts are optimised. Defaults are the CPU demo; GPU parameter files raise epochs and batch size."""
+
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 2e-3  # peak learning rate of AdamW
+    weight_decay: float = 1e-4
+    warmup: float = 0.1  # fraction of all steps with linear warm-up, then cosine decay to 0
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    quality_loss: str = "fidelity"  # 'fidelity' (pairwise, within a dataset), 'l1', 'mse' or 'plcc'
+    quality_weight: float = 1.0
+    scene_weight: float = 0.1  # auxiliary scene classification (multi-label)
+    distortion_weight: float = 0.1  # auxiliary distortion classification
+    seed: int = 0
+    device: str = "auto"  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
+    feature_cache: bool = True  # reuse frozen image features when the image tower has no prompts
+    num_workers: int = 0  # DataLoader workers
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError("epochs >= 1 and batch_size >= 2 (pairwise losses need two images)")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup={self.warmup}: a fraction of all steps in [0, 1)")
+        if self.quality_loss not in ("fidelity", "l1", "mse", "plcc"):
+            raise ConfigError(f"quality_loss={self.quality_loss!r}: 'fidelity', 'l1', 'mse' or 'plcc'")
+
+
+@dataclass(frozen=True)
+class RunConfig(ConfigBase):
+    """Everything a run depends on; its hash names the run folder."""
+
+    name: str = "run"  # a label for humans; not part of the hash
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def key(self) -> str:
+        """Hash of everything that changes the result (all but `name`, `device` and `num_workers`)."""
+        import hashlib
+
+        data = self.to_dict()
+        data.pop("name")
+        data["train"] = {k: v for k, v in data["train"].items() if k not in ("device", "num_workers")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+    def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:
+        """Apply `section.field=value` assignments (values parsed as YAML: 3, 0.1, null, [a, b], true)."""
+        import yaml
+
+        items = (
+            assignments.items()
+            if isinstance(assignments, dict)
+            else (_split_assignment(a) for a in assignments)
+        )
+        data = self.to_dict()
+        for key, value in items:
+            if isinstance(value, str) and not isinstance(assignments, dict):
+                value = yaml.safe_load(value)
+            section, _, field_name = key.partition(".")
+            if not field_name:
+                if section != "name":
+                    raise ConfigError(f"--set {key}: use section.field, e.g. model.visual_depth=3")
+                data["name"] = value
+                continue
+            if section not in ("model", "data", "train"):
+                raise ConfigError(f"--set {key}: section must be model, data or train")
+            data[section][field_name] = value
+        return RunConfig.from_dict(data)
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {text!r}: expected section.field=value")
+    return key.strip(), value.strip()

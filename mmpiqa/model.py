@@ -153,17 +153,34 @@ class PromptedCLIP(nn.Module):
         passed in to reuse one text pass for several image batches, e.g. during evaluation."""
         text = text_features if text_features is not None else self.text_features()
         pooled, tokens = self.encode_image(images, normalize=True, return_tokens=True)
+        return self.readout(pooled, tokens, text)
+
+    def readout(
+        self, pooled: torch.Tensor, tokens: torch.Tensor | None, text_features: dict[str, torch.Tensor]
+    ) -> IQAOutput:
+        """Scores and branch logits from unit-norm image features (B, E), patch tokens (B, N, E) and text
+        features. Split from `forward` so frozen image features can be computed once and reused."""
         scale = self.clip.logit_scale.exp()
-        logits = {b: scale * pooled @ feats.t() for b, feats in text.items()}
+        logits = {b: scale * pooled @ feats.t() for b, feats in text_features.items()}
         head = self.config.head
         if head == "levels":
             score = expected_level(logits["quality"])
         elif head == "antonym":
             score = antonym_probability(logits["quality"])
         else:
-            queries = torch.cat([text[b] for b in self.text.branch_names])
+            queries = torch.cat([text_features[b] for b in self.text.branch_names])
             score = self.head(queries, tokens, pooled)
         return IQAOutput(score=score, logits=logits, image_features=pooled)
+
+    @property
+    def needs_tokens(self) -> bool:
+        """Whether the readout looks at patch tokens (only the xattn head does)."""
+        return self.head is not None
+
+    @property
+    def image_tower_frozen(self) -> bool:
+        """No visual prompts: image features do not change during training and can be cached."""
+        return self.visual is None
 
     def describe(self) -> str:
         """One line saying what the numbers come from, for banners and run logs."""

@@ -1,0 +1,91 @@
+"""Runs are data: folders keyed by config hash, skipped when complete, leakage checked, zero-shot through the same path."""
+
+import json
+
+import pytest
+
+import mmpiqa.experiment as experiment
+from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.experiment import load_table, results_table, run, run_folder
+
+DATA = DataConfig(dataset="embedded", size="small", n_splits=3, train_crops=2, test_crop="center")
+TRAIN = TrainConfig(epochs=2, batch_size=16, lr=5e-3)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_table(DATA, progress=False)
+
+
+def _config(**model):
+    return RunConfig(name="t", model=ModelConfig(backbone="micro", **model), data=DATA, train=TRAIN)
+
+
+def test_run_writes_a_complete_folder_and_is_skipped_the_second_time(tmp_path, table):
+    config = _config(visual_depth=1)
+    result = run(config, tmp_path, splits=2, table=table, progress=False, echo=False)
+    folder = run_folder(config, tmp_path)
+    assert result.folder == folder and folder.name == f"t-{config.key()}"
+    assert RunConfig.load(folder / "config.json") == config
+    for name in (
+        "splits.json",
+        "metrics.json",
+        "log.txt",
+        "split-00/prompts.safetensors",
+        "split-00/last.safetensors",
+        "split-00/predictions.csv",
+        "split-01/metrics.json",
+    ):
+        assert (folder / name).is_file(), name
+    stored = json.loads((folder / "metrics.json").read_text())
+    assert len(stored["per_split"]) == 2
+    summary = stored["summary"]["test"]["srcc"]
+    assert {"median", "mean", "std", "ci_low", "ci_high", "n"} <= set(summary)
+    assert "micro" in stored["backbone"] and "random weights" in stored["backbone"]
+    again = run(config, tmp_path, splits=2, table=table, progress=False, echo=False)
+    assert again.skipped and again.metrics == stored
+
+
+def test_finished_splits_are_kept_when_a_run_resumes(tmp_path, table, monkeypatch):
+    config = _config(visual_depth=1)
+    calls = []
+    original = experiment._run_split
+
+    def failing_second(config, table, split, index, *args):
+        calls.append(index)
+        if index == 1 and len(calls) == 2:
+            raise RuntimeError("pre-empted")
+        return original(config, table, split, index, *args)
+
+    monkeypatch.setattr(experiment, "_run_split", failing_second)
+    with pytest.raises(RuntimeError):
+        run(config, tmp_path, splits=2, table=table, progress=False, echo=False)
+    monkeypatch.setattr(experiment, "_run_split", original)
+    first = (run_folder(config, tmp_path) / "split-00" / "metrics.json").read_text()
+    run(config, tmp_path, splits=2, table=table, progress=False, echo=False)
+    assert (run_folder(config, tmp_path) / "split-00" / "metrics.json").read_text() == first
+
+
+def test_leakage_check_is_called_for_every_split(tmp_path, table, monkeypatch):
+    seen = []
+    original = experiment.check_no_leakage
+    monkeypatch.setattr(experiment, "check_no_leakage", lambda t, s: (seen.append(s), original(t, s)))
+    run(_config(visual_depth=1), tmp_path, splits=2, table=table, progress=False, echo=False)
+    assert len(seen) == 2
+
+
+def test_zero_shot_goes_through_the_same_path(tmp_path, table):
+    config = _config(head="antonym", text_depth=0, visual_depth=0)
+    result = run(config, tmp_path, splits=1, table=table, progress=False, echo=False)
+    folder = result.folder
+    assert not (folder / "split-00" / "prompts.safetensors").exists()
+    assert (folder / "split-00" / "predictions.csv").is_file()
+    frame = results_table([result])
+    assert list(frame.columns[:3]) == ["run", "key", "splits"]
+
+
+def test_config_hash_ignores_name_and_device():
+    a = _config()
+    assert a.key() == a.replace(name="other").key()
+    assert a.key() == a.replace(train=a.train.replace(device="cpu")).key()
+    assert a.key() != a.replace(train=a.train.replace(epochs=3)).key()
