@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,11 @@ def run(
     table: pd.DataFrame | None = None,
     progress: bool = True,
     echo: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> RunResult:
-    """Train and evaluate `config` over the first `splits` (default: data.n_splits) splits; skip if complete."""
+    """Train and evaluate `config` over the first `splits` (default: data.n_splits) splits; skip if complete.
+
+    `on_epoch(row)` is called after every training epoch with the history row (e.g. a live plot)."""
     folder = run_folder(config, out)
     if (folder / "metrics.json").is_file():
         stored = json.loads((folder / "metrics.json").read_text())
@@ -145,7 +149,9 @@ def run(
     per_split = []
     for index, split in enumerate(chosen):
         per_split.append(
-            _run_split(config, table, split, index, folder / f"split-{index:02d}", device, log, progress)
+            _run_split(
+                config, table, split, index, folder / f"split-{index:02d}", device, log, progress, on_epoch
+            )
         )
     result = {
         "name": config.name,
@@ -180,7 +186,7 @@ def _single(split_metrics: dict, part: str, metric: str) -> dict:
     return {"median": value, "mean": value, "std": float("nan"), "ci_low": low, "ci_high": high, "n": 1}
 
 
-def _run_split(config, table, split, index, folder: Path, device, log, progress) -> dict:
+def _run_split(config, table, split, index, folder: Path, device, log, progress, on_epoch=None) -> dict:
     if (folder / "metrics.json").is_file():
         return json.loads((folder / "metrics.json").read_text())
     check_no_leakage(table, split)
@@ -197,7 +203,14 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress)
     history, best_epoch = [], 0
     if any(p.numel() for p in model.trainable_parameters()):
         trainer = Trainer(
-            model, config.train, parts["train"], parts["val"], folder, log=log, progress=progress
+            model,
+            config.train,
+            parts["train"],
+            parts["val"],
+            folder,
+            log=log,
+            progress=progress,
+            on_epoch=on_epoch,
         )
         result = trainer.fit(resume=True)
         history, best_epoch = result.history, result.best_epoch
