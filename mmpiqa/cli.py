@@ -77,11 +77,13 @@ def _run_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from mmpiqa.demo import format_table
     from mmpiqa.experiment import results_table, run
+    from mmpiqa.train import world_info
 
     config = _run_config(args)
     result = run(config, args.out, splits=args.splits, progress=not args.quiet)
-    print(format_table(results_table([result])))
-    print(f"run folder: {result.folder}")
+    if world_info()[0] == 0:  # under torchrun, one table
+        print(format_table(results_table([result])))
+        print(f"run folder: {result.folder}")
     return 0
 
 
@@ -217,7 +219,13 @@ def _backbone_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
