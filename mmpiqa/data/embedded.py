@@ -88,6 +88,7 @@ __all__ = [
     "build_embedded",
     "cache_dir",
     "content_crops",
+    "metric_quality",
     "pseudo_mos",
     "read_embedded",
     "score_batch",
@@ -300,18 +301,18 @@ def score_batch(distorted: np.ndarray, reference: np.ndarray, chunk: int = 16) -
     return {m: torch.cat(v).double().numpy() for m, v in parts.items()}
 
 
+def metric_quality(name: str, values) -> np.ndarray:
+    """One metric's raw values -> quality q in [0, 1] through its CALIBRATION knots (clipped beyond them)."""
+    knots = np.asarray(CALIBRATION[name], dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(knots))
+    if name in LOWER_IS_BETTER:
+        knots, levels = knots[::-1], levels[::-1]
+    return np.interp(np.asarray(values, dtype=np.float64), knots, levels)
+
+
 def pseudo_mos(metrics: dict[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
     """The documented pseudo-MOS: mean over METRICS of each metric mapped through its CALIBRATION deciles."""
-    qs = []
-    for name in METRICS:
-        v = np.asarray(metrics[name], dtype=np.float64)
-        knots = np.asarray(CALIBRATION[name], dtype=np.float64)
-        levels = np.linspace(0.0, 1.0, len(knots))
-        if name in LOWER_IS_BETTER:
-            knots = knots[::-1]
-            levels = levels[::-1]
-        qs.append(np.interp(v, knots, levels))  # clips beyond the extreme knots
-    return np.clip(np.mean(qs, axis=0), 0.0, 1.0)
+    return np.clip(np.mean([metric_quality(name, metrics[name]) for name in METRICS], axis=0), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------- build
