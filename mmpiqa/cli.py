@@ -117,12 +117,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mmpiqa.sweep import load_sweep, run_sweep
+    from pathlib import Path
 
-    table = run_sweep(load_sweep(args.grid), args.out, workers=args.workers)
+    import yaml
+
+    from mmpiqa.sweep import LocalPool, SubmititBackend, load_sweep, run_sweep, summary_table
+
+    sweep = load_sweep(args.grid)
+    if args.summary:
+        table = summary_table(sweep, args.out)
+    else:
+        if args.backend == "submitit":
+            options = {}
+            for item in args.slurm or []:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise SystemExit(f"--slurm {item!r}: expected KEY=VALUE, e.g. account=myproject")
+                options[key.strip()] = yaml.safe_load(value)
+            backend = SubmititBackend(
+                log_dir=args.log_dir or Path(args.out) / "submitit",
+                executor=args.executor,
+                partition=args.partition,
+                gpus_per_job=args.gpus_per_job,
+                cpus_per_job=args.cpus_per_job,
+                time=args.time,
+                array_parallelism=args.array_parallelism,
+                slurm_options=options,
+                wait=not args.no_wait,
+            )
+        else:
+            backend = LocalPool(args.workers)
+        table = run_sweep(sweep, args.out, backend=backend)
+    view = table.drop(columns=["folder"])
+    view.loc[view["status"].isin(["done", "skipped"]), "log"] = ""  # logs only where something went wrong
     print()
-    print(table.to_string(index=False))
-    return 0 if not table["status"].str.startswith("failed").any() else 1
+    print(view.to_string(index=False))
+    return 0 if not table["status"].str.startswith(("failed", "missing")).any() else 1
 
 
 def _model_tag(text: str) -> tuple[str, str]:
@@ -194,7 +224,41 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a grid of configs (resumable; failures reported, not fatal)")
     sweep.add_argument("--grid", required=True, help="a grid file (see mmpiqa.sweep)")
     sweep.add_argument("--out", default="runs")
-    sweep.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sweep.add_argument(
+        "--backend",
+        choices=["local", "submitit"],
+        default="local",
+        help="'local': a pool of worker processes here; 'submitit': one job per point (Slurm, or --executor local)",
+    )
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes (--backend local)")
+    cluster = sweep.add_argument_group("submitit backend")
+    cluster.add_argument(
+        "--executor", choices=["slurm", "local"], default="slurm", help="Slurm jobs, or local processes"
+    )
+    cluster.add_argument("--partition", default=None, help="Slurm partition")
+    cluster.add_argument("--gpus-per-job", type=int, default=1, help="GPUs of each job (one grid point)")
+    cluster.add_argument(
+        "--cpus-per-job", type=int, default=None, help="CPU cores of each job (data loading)"
+    )
+    cluster.add_argument(
+        "--time", type=int, default=240, help="minutes per job; a timed-out or pre-empted job is requeued"
+    )
+    cluster.add_argument("--array-parallelism", type=int, default=None, help="at most this many jobs at once")
+    cluster.add_argument(
+        "--log-dir", default=None, help="submitit's job files and logs (default <out>/submitit)"
+    )
+    cluster.add_argument(
+        "--slurm",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other submitit Slurm parameter, e.g. --slurm account=proj --slurm qos=high --slurm mem_gb=64",
+    )
+    cluster.add_argument(
+        "--no-wait", action="store_true", help="submit and return; run the same command later to collect"
+    )
+    sweep.add_argument(
+        "--summary", action="store_true", help="only print the table read from the run folders; run nothing"
+    )
     sweep.set_defaults(func=cmd_sweep)
 
     try:

@@ -221,7 +221,13 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
         log(f"split {index}: nothing to learn (zero-shot); evaluating the hand-written prompts")
     evaluation = {}
     for part in ("val", "test"):
-        pred = predict(model, parts[part], batch_size=config.train.batch_size * 2, device=device)
+        pred = predict(
+            model,
+            parts[part],
+            batch_size=config.train.batch_size * 2,
+            device=device,
+            workers=config.train.num_workers,
+        )
         evaluation[part] = _part_metrics(pred)
         if part == "test" and world_info()[0] == 0:
             _save_predictions(folder / "predictions.csv", table, parts[part], pred)

@@ -165,7 +165,7 @@ def predict(
     text = model.text_features()
     out: dict[str, list] = {"score": [], "mos": [], "index": []}
     probs: dict[str, list] = {b: [] for b in model.text.branch_names}
-    loader = _batches(dataset, batch_size, shuffle_seed=None, workers=0)
+    loader = _batches(dataset, batch_size, shuffle_seed=None, workers=workers)
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         images = batch["image"].to(device)
         b, n = images.shape[:2]
@@ -303,7 +303,13 @@ class Trainer:
         )
 
     def _val_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        pred = predict(self.model, self.val_set, batch_size=self.config.batch_size * 2, device=self.device)
+        pred = predict(
+            self.model,
+            self.val_set,
+            batch_size=self.config.batch_size * 2,
+            device=self.device,
+            workers=self.config.num_workers,
+        )
         return pred["score"], pred["mos"]
 
     def _train_epoch(self, epoch: int) -> dict:

@@ -89,7 +89,11 @@ def mpiqe_run(
     """The MP-IQE variant every chapter refers to (deep visual prompts + dual text branch + xattn readout);
     `model_changes` make the ablation arms (e.g. visual_depth=0, branches=('quality',), head='levels')."""
     model = ModelConfig(backbone=backbone.name, pretrained=backbone.pretrained, **model_changes)
-    data = DataConfig(dataset=dataset, root=root, size=size, n_splits=n_splits, train_fraction=train_fraction)
+    # 1.0 and None both mean "all of the training part": one spelling, so every chapter finds the same run folder
+    fraction = None if train_fraction is None or train_fraction >= 1.0 else train_fraction
+    data = DataConfig(
+        dataset=dataset, root=root or None, size=size, n_splits=n_splits, train_fraction=fraction
+    )
     train = TrainConfig(epochs=epochs, batch_size=batch_size, device=device)
     return RunConfig(name="mpiqe", model=model, data=data, train=train)
 
