@@ -155,6 +155,7 @@ def predict(
     batch_size: int = 64,
     device: torch.device | None = None,
     progress: bool = False,
+    workers: int = 0,
 ) -> dict[str, np.ndarray]:
     """Per-image predictions on an evaluation dataset (scores averaged over each image's crops).
 
