@@ -281,12 +281,15 @@ class RunConfig(ConfigBase):
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def key(self) -> str:
-        """Hash of everything that changes the result (all but `name`, `device` and `num_workers`)."""
+        """Hash of everything that changes the result (not `name`, `device`, `num_workers`, nor `size` off the
+        embedded benchmark)."""
         import hashlib
 
         data = self.to_dict()
         data.pop("name")
         data["train"] = {k: v for k, v in data["train"].items() if k not in ("device", "num_workers")}
+        if data["data"]["dataset"] != "embedded":
+            data["data"].pop("size")  # the embedded benchmark's size means nothing for a real dataset
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:

@@ -78,16 +78,19 @@ def mpiqe_run(
     *,
     dataset: str = "embedded",
     root: str | None = None,
-    size: str = "default",
+    size: str = "small",
     epochs: int = 3,
-    batch_size: int = 32,
+    batch_size: int = 16,
     n_splits: int = 1,
     train_fraction: float | None = None,
     device: str = "auto",
     **model_changes,
 ) -> RunConfig:
     """The MP-IQE variant every chapter refers to (deep visual prompts + dual text branch + xattn readout);
-    `model_changes` make the ablation arms (e.g. visual_depth=0, branches=('quality',), head='levels')."""
+    `model_changes` make the ablation arms (e.g. visual_depth=0, branches=('quality',), head='levels').
+
+    The defaults are chapter 03's CPU smoke run (the embedded 'small' size keeps a chapter under two minutes on
+    two cores); chapters 06 and 07 reuse its run folder by asking for the same config."""
     model = ModelConfig(backbone=backbone.name, pretrained=backbone.pretrained, **model_changes)
     # 1.0 and None both mean "all of the training part": one spelling, so every chapter finds the same run folder
     fraction = None if train_fraction is None or train_fraction >= 1.0 else train_fraction

@@ -1,0 +1,229 @@
+"""How long will a run take? A projection from one dry training step, made before anything is trained.
+
+`estimate_runtime(config, table)` builds the run's model and its first split's datasets, times one real
+training step (a batch from the training part: text pass, image tower or cached features, losses, backward,
+AdamW) and the scoring of a few evaluation images, and multiplies by what the run will do:
+
+    training    splits x epochs x ceil(n_train / batch_size) steps x (step + batch loading)
+                (loading from disk in the first epoch, from the dataset's memory cache afterwards)
+    cache       splits x n_train x train_crops crops x one no-grad crop   (frozen image tower only)
+    evaluation  splits x (epochs x n_val + n_val + n_test) images x test crops x one no-grad crop
+
+The dry step changes nothing on disk; the numbers are wall-clock times on this machine, as noisy as its load.
+Model building, data loading between epochs and the bootstrap intervals are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.utils.data import default_collate
+
+from mmpiqa.config import RunConfig
+from mmpiqa.data.splits import make_splits
+from mmpiqa.experiment import part_datasets
+from mmpiqa.losses import LossWeights, total_loss
+from mmpiqa.model import build_model
+from mmpiqa.train import resolve_device, seed_everything
+
+
+@dataclass(frozen=True)
+class RuntimeEstimate:
+    """Measured unit costs and the counts they are multiplied by."""
+
+    step_s: float  # one training step on a batch of `batch_size` (0 when nothing is trained)
+    load_s: float  # loading and cropping one training batch from disk (first epoch)
+    load_cached_s: float  # the same from the dataset's in-memory cache of decoded images (later epochs)
+    eval_crop_s: float  # scoring one crop without gradient (the image tower's forward pass)
+    n_train: int  # training images per split (after train_fraction)
+    n_val: int
+    n_test: int
+    epochs: int
+    batch_size: int
+    splits: int
+    test_crops: int  # crops scored per evaluation image
+    train_crops: int  # pool of training crops per image (the frozen-feature cache encodes all of them)
+    trains: bool  # False for a zero-shot config: evaluation only
+    cache: bool  # the image tower is frozen: training reads cached features
+
+    @property
+    def steps(self) -> int:
+        """Training steps per split."""
+        return self.epochs * math.ceil(self.n_train / self.batch_size) if self.trains else 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / self.batch_size) if self.trains else 0
+
+    @property
+    def train_s(self) -> float:
+        """Every step, plus loading: from disk in the first epoch, from memory afterwards."""
+        first, later = self.steps_per_epoch, self.steps - self.steps_per_epoch
+        return self.splits * (self.steps * self.step_s + first * self.load_s + later * self.load_cached_s)
+
+    @property
+    def cache_s(self) -> float:
+        return self.splits * self.n_train * self.train_crops * self.eval_crop_s if self.cache else 0.0
+
+    @property
+    def eval_images(self) -> int:
+        """Evaluation images per split: validation after every epoch, then validation and test once more."""
+        return (self.epochs if self.trains else 0) * self.n_val + self.n_val + self.n_test
+
+    @property
+    def eval_s(self) -> float:
+        return self.splits * self.eval_images * self.test_crops * self.eval_crop_s
+
+    @property
+    def total_s(self) -> float:
+        return self.train_s + self.cache_s + self.eval_s
+
+    def table(self) -> pd.DataFrame:
+        """One row per part of the projection, in seconds."""
+        rows = [
+            ("training", f"{self.splits} x {self.steps} steps x {self.step_s:.3f} s + loading", self.train_s),
+            ("feature cache", f"{self.splits} x {self.n_train * self.train_crops} crops x {self.eval_crop_s:.4f} s"
+             if self.cache else "-", self.cache_s),
+            ("evaluation", f"{self.splits} x {self.eval_images} images x {self.test_crops} crops x "
+             f"{self.eval_crop_s:.4f} s", self.eval_s),
+            ("total", "", self.total_s),
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=["part", "how", "seconds"]).set_index("part")
+
+    def describe(self) -> str:
+        what = (
+            f"{self.steps} training steps ({self.epochs} epochs x {self.steps_per_epoch}) at {self.step_s:.2f} s"
+            if self.trains
+            else "nothing to train (zero-shot)"
+        )
+        return (
+            f"projected runtime {_clock(self.total_s)} per {self.splits} split(s): {what}; "
+            f"{self.eval_images} evaluation images x {self.test_crops} crops at {1000 * self.eval_crop_s:.1f} ms"
+        )
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _autocast(device: torch.device):
+    """bf16 on CUDA, as the Trainer and `predict` run; off on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def estimate_runtime(
+    config: RunConfig,
+    table: pd.DataFrame,
+    *,
+    splits: int | None = None,
+    steps: int = 1,
+    warmup: int = 1,
+    eval_batch: int | None = None,
+) -> RuntimeEstimate:
+    """Project the runtime of `experiment.run(config, ..., splits=splits)` on `table` from a dry step.
+
+    Times `warmup` untimed and `steps` timed training steps on the first batch of the first split's training
+    part, and one evaluation batch of `eval_batch` validation images with all their crops (default: 2 x batch_size,
+    the batch `predict` uses) without gradient. Nothing is written."""
+    device = resolve_device(config.train.device)
+    split = make_splits(
+        table,
+        n_splits=1,
+        seed=config.data.split_seed,
+        fractions=config.data.fractions,
+        by=config.data.protocol,
+    )[0]
+    seed_everything(config.train.seed)
+    model = build_model(config.model, device=device)
+    parts = part_datasets(table, split, config.data, model, config.train.seed)
+    train, val = parts["train"], parts["val"]
+    trains = any(p.numel() for p in model.trainable_parameters())
+    cache = trains and model.image_tower_frozen and config.train.feature_cache
+
+    rows = range(min(config.train.batch_size, len(train)))
+    start = time.perf_counter()
+    batch = default_collate([train[i] for i in rows])  # first access: decodes the files
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    default_collate([train[i] for i in rows])  # later epochs: decoded images come from the dataset's cache
+    load_cached_s = time.perf_counter() - start
+
+    # one evaluation batch as `predict` scores it (2 x batch_size images, all their crops), after a small warm-up
+    n_eval = min(eval_batch or 2 * config.train.batch_size, len(val))
+    with torch.no_grad(), _autocast(device):
+        model.eval()
+        text = model.text_features()
+        model(val[0]["image"].to(device), text_features=text)
+        views = torch.cat([val[i]["image"] for i in range(n_eval)]).to(device)
+        start = time.perf_counter()
+        model(views, text_features=text)
+        _sync(device)
+        eval_crop_s = (time.perf_counter() - start) / len(views)
+
+    step_s = _step_time(model, config, batch, device, cache, steps, warmup) if trains else 0.0
+    return RuntimeEstimate(
+        step_s=step_s,
+        load_s=load_s,
+        load_cached_s=load_cached_s,
+        eval_crop_s=eval_crop_s,
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(parts["test"]),
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        splits=splits or config.data.n_splits,
+        test_crops=val[0]["image"].shape[0],
+        train_crops=batch["image"].shape[1],
+        trains=trains,
+        cache=cache,
+    )
+
+
+def _step_time(model, config: RunConfig, batch: dict, device, cache: bool, steps: int, warmup: int) -> float:
+    """Median seconds of one training step as the Trainer takes it (first pool crop of every image)."""
+    cfg = config.train
+    branches = model.text.branch_names
+    weights = LossWeights(
+        quality=cfg.quality_weight,
+        scene=cfg.scene_weight if "scene" in branches else 0.0,
+        distortion=cfg.distortion_weight if "distortion" in branches else 0.0,
+        quality_loss=cfg.quality_loss,
+    )
+    targets = {
+        "mos": batch["mos"].to(device, torch.float32),
+        "dataset_id": batch["dataset"].to(device),
+        "scene": batch["scenes"].to(device),
+        "dist": batch["distortion"].to(device),
+    }
+    images = batch["image"][:, 0].to(device)
+    if cache:
+        with torch.no_grad(), _autocast(device):
+            pooled, tokens = model.encode_image(images, normalize=True, return_tokens=True)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=0.0)  # lr 0: the dry step moves nothing
+    model.train()
+    timings = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        with _autocast(device):
+            text = model.text_features()
+            out = model.readout(pooled, tokens, text) if cache else model(images, text_features=text)
+        logits = {b: out.logits[b].float() if b in out.logits else None for b in ("scene", "distortion")}
+        loss, _ = total_loss(out.score.float(), logits["scene"], logits["distortion"], targets, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), cfg.grad_clip)
+        optimizer.step()
+        _sync(device)
+        timings.append(time.perf_counter() - start)
+    timings = sorted(timings[warmup:])
+    return timings[len(timings) // 2]
