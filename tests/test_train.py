@@ -37,7 +37,7 @@ FAST = TrainConfig(epochs=3, batch_size=16, lr=5e-3)
 def test_lr_schedule_warms_up_then_decays_to_zero():
     factors = [lr_factor(s, 100, 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in itertools.pairwise(factors))
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))  # non-increasing after the peak
     assert factors[-1] < 0.01
     assert lr_factor(0, 10, 0.0) == pytest.approx(1.0)
 
