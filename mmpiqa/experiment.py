@@ -159,15 +159,7 @@ def run(
         "backbone": per_split[0]["backbone"],
         "data": f"{config.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
         "per_split": per_split,
-        "summary": {
-            part: {
-                m: metrics.summarise([s[part][m] for s in per_split])
-                if len(per_split) > 1
-                else _single(per_split[0], part, m)
-                for m in METRIC_NAMES
-            }
-            for part in ("val", "test")
-        },
+        "summary": summarise_splits(per_split),
     }
     if main:
         atomic_write_json(folder / "metrics.json", result)
@@ -177,6 +169,19 @@ def run(
         f"over {len(per_split)} split(s)"
     )
     return RunResult(folder, config, result)
+
+
+def summarise_splits(per_split: list[dict]) -> dict:
+    """part -> metric -> summary over splits (median, mean ± std, bootstrap CI); one split keeps its image CI."""
+    return {
+        part: {
+            m: metrics.summarise([s[part][m] for s in per_split])
+            if len(per_split) > 1
+            else _single(per_split[0], part, m)
+            for m in METRIC_NAMES
+        }
+        for part in ("val", "test")
+    }
 
 
 def _single(split_metrics: dict, part: str, metric: str) -> dict:
@@ -228,9 +233,9 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
             device=device,
             workers=config.train.num_workers,
         )
-        evaluation[part] = _part_metrics(pred)
+        evaluation[part] = part_metrics(pred)
         if part == "test" and world_info()[0] == 0:
-            _save_predictions(folder / "predictions.csv", table, parts[part], pred)
+            save_predictions(folder / "predictions.csv", table, parts[part], pred)
     out = {
         "split": index,
         "seed": split.seed,
@@ -248,14 +253,14 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
     return out
 
 
-def _part_metrics(pred: dict) -> dict:
+def part_metrics(pred: dict) -> dict:
     values = metrics.evaluate(pred["score"], pred["mos"])
     for name in ("srcc", "plcc"):
         values[f"{name}_ci"] = list(metrics.bootstrap_ci(pred["score"], pred["mos"], metric=name, n_boot=500))
     return values
 
 
-def _save_predictions(path: Path, table: pd.DataFrame, dataset: IQADataset, pred: dict) -> None:
+def save_predictions(path: Path, table: pd.DataFrame, dataset: IQADataset, pred: dict) -> None:
     names = [dataset.names[i] for i in pred["index"]]
     rows = table.set_index("name").loc[names].reset_index()
     frame = pd.DataFrame(
@@ -297,7 +302,7 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             scene_classes=model.config.scenes,
             distortion_classes=model.config.distortions,
         )
-        results.append(_part_metrics(predict(model, dataset, device=device, progress=progress)))
+        results.append(part_metrics(predict(model, dataset, device=device, progress=progress)))
     if not results:
         raise FileNotFoundError(f"{folder} holds no split-*/ folders: is it a run folder?")
     return {

@@ -38,14 +38,13 @@ from mmpiqa import metrics
 from mmpiqa.config import ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import check_no_leakage, load_splits, make_splits, save_splits
 from mmpiqa.experiment import (
-    METRIC_NAMES,
     RunLog,
     RunResult,
-    _part_metrics,
-    _save_predictions,
-    _single,
     load_table,
     part_datasets,
+    part_metrics,
+    save_predictions,
+    summarise_splits,
 )
 from mmpiqa.io import atomic_write, atomic_write_json
 from mmpiqa.model import PromptedCLIP, build_model
@@ -260,15 +259,7 @@ def run_probe(
         "backbone": f"{model.identity.describe()}; linear probe on {features} features",
         "data": f"{pc.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
         "per_split": per_split,
-        "summary": {
-            part: {
-                m: metrics.summarise([s[part][m] for s in per_split])
-                if len(per_split) > 1
-                else _single(per_split[0], part, m)
-                for m in METRIC_NAMES
-            }
-            for part in ("val", "test")
-        },
+        "summary": summarise_splits(per_split),
     }
     atomic_write_json(folder / "metrics.json", result)
     test = result["summary"]["test"]["srcc"]
@@ -291,9 +282,9 @@ def _probe_split(
     evaluation = {}
     for part in ("val", "test"):
         pred = {"score": probe.predict(feats[part]), "mos": mos[part], "index": np.arange(len(parts[part]))}
-        evaluation[part] = _part_metrics(pred)
+        evaluation[part] = part_metrics(pred)
         if part == "test":
-            _save_predictions(folder / "predictions.csv", table, parts[part], pred)
+            save_predictions(folder / "predictions.csv", table, parts[part], pred)
     _save_probe(folder / PROBE_FILE, probe, features)
     out = {
         "split": index,
