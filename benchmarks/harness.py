@@ -103,6 +103,30 @@ class Timing:
     repeats: int
 
 
+def _time_once(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU cores other processes used meanwhile) of one call, after waiting for quiet."""
+    wait_quiet(device)
+    before = _cpu_ticks()
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    wall = time.perf_counter() - start
+    after = _cpu_ticks()
+    others = float("nan")
+    if before and after:
+        others = max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / _HZ / wall)
+    return wall, others
+
+
+def _timing(kept: list[tuple[float, float]]) -> Timing:
+    return Timing(
+        seconds=statistics.median(w for w, _ in kept),
+        others=max((o for _, o in kept), default=float("nan")),
+        load=os.getloadavg()[0],
+        repeats=len(kept),
+    )
+
+
 def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, warmup: int = 1) -> Timing:
     """Median wall time of `fn` over `repeats` quiet repeats (see the module docstring)."""
     for _ in range(warmup):
@@ -113,25 +137,23 @@ def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, war
     tries = 0
     while len(kept) < repeats and tries < repeats + EXTRA_TRIES:
         tries += 1
-        wait_quiet(device)
-        before = _cpu_ticks()
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        wall = time.perf_counter() - start
-        after = _cpu_ticks()
-        others = float("nan")
-        if before and after:
-            others = max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / _HZ / wall)
+        wall, others = _time_once(fn, device)
         (busy if others > BUSY_CORES else kept).append((wall, others))
     if len(kept) < repeats:  # still busy: use the quietest of the busy repeats as well
         kept += sorted(busy, key=lambda r: r[1])[: repeats - len(kept)]
-    return Timing(
-        seconds=statistics.median(w for w, _ in kept),
-        others=max((o for _, o in kept), default=float("nan")),
-        load=os.getloadavg()[0],
-        repeats=len(kept),
-    )
+    return _timing(kept)
+
+
+def measure_interleaved(
+    fns: list[Callable[[], object]], device: torch.device, *, repeats: int
+) -> list[Timing]:
+    """Median times of several variants timed in turn (A B C A B C ...), so that a machine whose speed drifts
+    over minutes (a shared VM does, unseen by the load figures) weighs on every variant alike. No warm-up."""
+    runs: list[list[tuple[float, float]]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, kept in zip(fns, runs, strict=True):
+            kept.append(_time_once(fn, device))
+    return [_timing(kept) for kept in runs]
 
 
 class Others:
@@ -198,20 +220,26 @@ class PeakMemory:
             self.cuda_peak = torch.cuda.max_memory_allocated(self.device)
 
 
-def gemm_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> tuple[float, Timing]:
-    """FLOP/s of an (n x n) @ (n x n) matmul: the machine's own ceiling for the dense work a step does."""
+def gemm_call(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Callable[[], None], int]:
+    """A call of (n x n) @ (n x n) matmuls and its FLOPs (on a GPU, enough of them to be timed)."""
     generator = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
-    inner = 1 if device.type == "cpu" else max(1, int(2e13 // (2 * n**3)))  # a GPU needs many to be timed
+    inner = 1 if device.type == "cpu" else max(1, int(2e13 // (2 * n**3)))
     out = torch.empty(n, n, device=device, dtype=dtype)
 
     def run() -> None:
         for _ in range(inner):
             torch.matmul(a, b, out=out)
 
+    return run, 2 * n**3 * inner
+
+
+def gemm_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> tuple[float, Timing]:
+    """FLOP/s of an (n x n) @ (n x n) matmul: the machine's own ceiling for the dense work a step does."""
+    run, flops = gemm_call(n, dtype, device)
     timing = measure(run, device, repeats=repeats, warmup=2)
-    return 2 * n**3 * inner / timing.seconds, timing
+    return flops / timing.seconds, timing
 
 
 def cpu_model() -> str:

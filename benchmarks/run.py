@@ -8,7 +8,8 @@
 Items: gemm (the machine's own matmul ceiling), train (training step: images/s and achieved FLOP/s as a fraction
 of the ceiling), text (text pass vs batch size; dual 25-prompt branches vs a LIQE-style joint 495-prompt set),
 cache (epoch time of a text-only variant with and without the frozen-feature cache), infer (images/s with one
-centre crop vs n grid crops, peak memory). benchmarks/README.md says what each number means.
+centre crop vs n grid crops, peak memory), fastpath (the training-time speed-ups of mmpiqa/prompts.py and
+mmpiqa/heads.py switched off one by one; full runs only). benchmarks/README.md says what each number means.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import datetime
 import logging
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # the Trainer's progress bars (read when tqdm is imported)
 
 import torch
 
@@ -29,7 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py next to t
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # mmpiqa from this checkout when not installed
 
 import harness
-from harness import Others, PeakMemory, count_flops, gemm_rate, machine, measure
+from harness import (
+    Others,
+    PeakMemory,
+    count_flops,
+    gemm_call,
+    gemm_rate,
+    machine,
+    measure,
+    measure_interleaved,
+)
 
 # mmpiqa (and open_clip) are imported by the items that use them: `--only gemm` starts in a second.
 
@@ -57,7 +70,7 @@ PLAN = {
         "repeats": 5,
     },
 }
-QUICK = {"cpu": {"gemm": [2048, 3072], "text_batches": [4, 16], "cache_images": 256, "repeats": 2}}
+QUICK = {"cpu": {"gemm": [2048, 3072], "text_batches": [4, 16], "repeats": 2}}
 DEPTHS = (0, 1, -1)
 GRID_CROPS = 3  # DataConfig.test_crops default
 
@@ -166,6 +179,21 @@ class Bench:
                 self.ceiling = max(self.ceiling, best) if not math.isnan(self.ceiling) else best
         kind = "bf16" if self.amp else "fp32"
         self.row("gemm", f"ceiling ({kind}, best size)", f"{self.ceiling / 1e9:,.1f} GFLOP/s", "1.00")
+        # timed in turn with the training steps (see `alongside`)
+        self.local_gemm = gemm_call(
+            self.plan["gemm"][min(1, len(self.plan["gemm"]) - 1)],
+            torch.bfloat16 if self.amp else torch.float32,
+            self.device,
+        )
+
+    def alongside(self, steps: list) -> tuple[float, list]:
+        """Time `steps` in turn with a GEMM (G A B G A B ...): (the GEMM's FLOP/s, the steps' timings). The
+        fraction of *this* GEMM rate is robust to a machine whose speed drifts during the run (a shared VM's
+        does by 10-20 % over minutes even when no other process shows in the load figures)."""
+        gemm, flops = self.local_gemm
+        gemm()
+        timings = measure_interleaved([gemm, *steps], self.device, repeats=self.repeats)
+        return flops / timings[0].seconds, timings[1:]
 
     def recheck(self) -> None:
         """The ceiling again at the end: a figure far from the first says the machine changed during the run."""
@@ -185,7 +213,7 @@ class Bench:
                 model = self.model(name, visual_depth=depth)
                 step = self.train_step(model, batch)
                 flops = count_flops(step)  # also the warm-up step
-                timing = measure(step, self.device, repeats=self.repeats, warmup=0)
+                rate, (timing,) = self.alongside([step])
                 achieved = flops / timing.seconds
                 label = {0: "0 (text+head only)", 1: "1 (shallow)", -1: "all (deep)"}[depth]
                 target = ""
@@ -195,7 +223,7 @@ class Bench:
                     "train",
                     f"{name} b{batch} visual depth {label}",
                     f"{batch / timing.seconds:,.2f} img/s, {flops / 1e9 / batch:,.1f} GFLOP/img",
-                    f"{achieved / self.ceiling:.0%} of ceiling",
+                    f"{achieved / rate:.0%} of GEMM ({achieved / self.ceiling:.0%} of ceiling)",
                     target,
                     timing,
                 )
@@ -323,7 +351,7 @@ class Bench:
         size = self.model("tiny", **model_config).image_size
         train_set = _RandomIQA(n, crops=2, size=size)
         val_set = _RandomIQA(8, crops=1, size=size)
-        epochs = {}
+        epochs, steps = {}, {}
         for cached in (False, True):
             config = base.replace(feature_cache=cached, epochs=2 if (not cached and self.quick) else 3)
             stamps: list[float] = []
@@ -340,22 +368,22 @@ class Bench:
                     progress=False,
                     on_epoch=lambda _, stamps=stamps: stamps.append(time.perf_counter()),
                 )
+                trainer._train_epoch = _timed(trainer._train_epoch, train_times := [])  # the training part
                 start = time.perf_counter()
                 trainer.fit()
             durations = [b - a for a, b in zip([start, *stamps[:-1]], stamps, strict=True)]
-            steady = (
-                sorted(durations[1:])[len(durations[1:]) // 2]
-                if cached
-                else sorted(durations)[len(durations) // 2]
-            )
-            epochs[cached] = steady
-            note = f", first epoch {durations[0]:.2f} s (builds the cache)" if cached else ""
+            kept = slice(1, None) if cached else slice(None)  # with the cache, epoch 1 also builds it
+            epochs[cached] = statistics.median(durations[kept])
+            steps[cached] = statistics.median(train_times[kept])
+            note = f"; first epoch {durations[0]:.2f} s (builds the cache)" if cached else ""
             self.row(
                 "cache",
                 f"tiny text-only, {n} images x 2 crops, b{config.batch_size}, "
                 f"{'with' if cached else 'without'} cache",
-                f"epoch {steady:.2f} s{note}",
-                f"{epochs[False] / steady:.1f}x faster" if cached else "",
+                f"epoch {epochs[cached]:.2f} s (training part {steps[cached]:.2f} s){note}",
+                f"{epochs[False] / epochs[cached]:.1f}x faster (training part {steps[False] / steps[cached]:.1f}x)"
+                if cached
+                else "",
                 f">= {TARGETS['cache']:.0f}x" if cached else "",
                 others.timing,
             )
@@ -379,21 +407,26 @@ class Bench:
             ("+ batch-first attention", fast_blocks, None),
             ("+ text padding dropped (current)", fast_blocks, used),
         ]
-        before = None
-        for label, blocks, length in variants:
-            prompts.run_block, model.text.used_length = blocks, length
-            try:
-                step = self.train_step(model, batch)
-                flops = count_flops(step)
-                timing = measure(step, self.device, repeats=self.repeats, warmup=0)
-            finally:
-                prompts.run_block, model.text.used_length = fast_blocks, used
-            before = before or timing.seconds
+
+        def variant(step, blocks, length):
+            def run() -> None:
+                prompts.run_block, model.text.used_length = blocks, length
+                try:
+                    step()
+                finally:
+                    prompts.run_block, model.text.used_length = fast_blocks, used
+
+            return run
+
+        runs = [variant(self.train_step(model, batch), blocks, length) for _, blocks, length in variants]
+        flops = [count_flops(run) for run in runs]  # also the warm-up steps
+        rate, timings = self.alongside(runs)
+        for (label, _, _), work, timing in zip(variants, flops, timings, strict=True):
             self.row(
                 "fast",
                 f"ViT-B-16 b{batch} deep step: {label}",
-                f"{batch / timing.seconds:,.2f} img/s, {flops / 1e9:,.0f} GFLOP/step",
-                f"{flops / timing.seconds / self.ceiling:.0%} of ceiling, {before / timing.seconds:.2f}x",
+                f"{batch / timing.seconds:,.2f} img/s, {work / 1e9:,.0f} GFLOP/step",
+                f"{work / timing.seconds / rate:.0%} of GEMM, {timings[0].seconds / timing.seconds:.2f}x",
                 timing=timing,
             )
         # the xattn head: a cached text-only step is text pass + head only
@@ -407,29 +440,33 @@ class Bench:
         optimizer = torch.optim.AdamW(params, lr=1e-4)
         model.train()
 
-        def cached_step() -> None:
-            with self.autocast():
-                out = model.readout(pooled, tokens, model.text_features())
-            optimizer.zero_grad(set_to_none=True)
-            (out.score.float().pow(2).mean() + out.logits["scene"].float().logsumexp(-1).mean()).backward()
-            optimizer.step()
-
-        before = None
-        for label, forward in (
-            ("nn.MultiheadAttention call", _head_as_before),
-            ("batch-first (current)", fast_head),
-        ):
+        def cached_step(forward) -> None:
             CrossAttentionHead.forward = forward
             try:
-                timing = measure(cached_step, self.device, repeats=max(5, self.repeats))
+                with self.autocast():
+                    out = model.readout(pooled, tokens, model.text_features())
+                optimizer.zero_grad(set_to_none=True)
+                (
+                    out.score.float().pow(2).mean() + out.logits["scene"].float().logsumexp(-1).mean()
+                ).backward()
+                optimizer.step()
             finally:
                 CrossAttentionHead.forward = fast_head
-            before = before or timing.seconds
+
+        heads = [
+            ("nn.MultiheadAttention call", _head_as_before),
+            ("keys and values folded (current)", fast_head),
+        ]
+        runs = [lambda forward=forward: cached_step(forward) for _, forward in heads]
+        for run in runs:
+            run()  # warm-up
+        timings = measure_interleaved(runs, self.device, repeats=max(7, self.repeats))
+        for (label, _), timing in zip(heads, timings, strict=True):
             self.row(
                 "fast",
                 f"tiny b{batch} cached text-only step, head: {label}",
                 f"{timing.seconds * 1e3:.0f} ms",
-                f"{before / timing.seconds:.2f}x",
+                f"{timings[0].seconds / timing.seconds:.2f}x",
                 timing=timing,
             )
 
@@ -470,6 +507,18 @@ def _head_as_before(self, queries, tokens, pooled, *, return_attention=False):
     attended, weights = self.attn(q, kv, kv, need_weights=return_attention)
     score = self.mlp(torch.cat([(attended + q).mean(dim=1), pooled], dim=-1)).squeeze(-1)
     return (score, weights) if return_attention else score
+
+
+def _timed(method, times: list[float]):
+    """`method`, appending the seconds of each call to `times`."""
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        result = method(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+        return result
+
+    return timed
 
 
 class _RandomIQA(torch.utils.data.Dataset):

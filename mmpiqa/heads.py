@@ -63,23 +63,32 @@ class CrossAttentionHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``self.attn(q, kv, kv)`` with q (Q, E) shared by the batch: (B, Q, E) and the head-averaged weights.
 
-        The same maths and parameters as nn.MultiheadAttention, laid out for speed: the queries are projected
-        once rather than once per image, and keys/values are projected in the batch-first layout with one GEMM
-        (the module's own slow path, taken in training, transposes to (N, B, E) and projects the non-contiguous
-        tokens as N small batched GEMMs plus copies).
+        The same parameters and maths as nn.MultiheadAttention, reordered for speed (its training path spent
+        most of a cached text-only step projecting every image token to keys and values, B*N rows of E x 2E):
+        * keys: q_h . (W_kh x + b_kh) = (W_kh^T q_h) . x + q_h . b_kh. The query side is folded into the key
+          projection once per step (H*Q vectors of width E) and the bias term, the same for all of a query's
+          scores, cancels in the softmax; so the scores are taken against the normalised tokens x themselves;
+        * values: P_h (x W_vh^T + b_vh) = (P_h x) W_vh^T + b_vh, as each row of P_h sums to one; so only the
+          Q attended mixtures per image are projected, not the N tokens.
+        All heads share the keys and values x, so they run as one attention with H*Q queries of width E.
         """
         attn = self.attn
         batch, n_tokens, dim = kv.shape
-        heads, head_dim = attn.num_heads, dim // attn.num_heads
-        w_q, w_kv = attn.in_proj_weight.split([dim, 2 * dim])
-        b_q, b_kv = attn.in_proj_bias.split([dim, 2 * dim])
-        qh = F.linear(q, w_q, b_q).view(1, -1, heads, head_dim).transpose(1, 2)  # (1, H, Q, d)
-        k, v = F.linear(kv, w_kv, b_kv).view(batch, n_tokens, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
+        heads, head_dim, n_q = attn.num_heads, dim // attn.num_heads, q.shape[0]
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, _, b_v = attn.in_proj_bias.chunk(3)
+        qh = F.linear(q, w_q, b_q).view(n_q, heads, head_dim).transpose(0, 1)  # (H, Q, d)
+        folded = (qh @ w_k.view(heads, head_dim, dim)).view(1, 1, heads * n_q, dim)  # (1, 1, H*Q, E)
+        x = kv.unsqueeze(1)  # (B, 1, N, E): keys and values alike
         weights = None
         if need_weights:
-            probs = (qh * head_dim**-0.5 @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, Q, N)
-            out, weights = probs @ v, probs.mean(dim=1)
+            probs = (folded * head_dim**-0.5 @ x.transpose(-2, -1)).softmax(dim=-1)  # (B, 1, H*Q, N)
+            mixed = probs @ x
+            weights = probs.view(batch, heads, n_q, n_tokens).mean(dim=1)
         else:
-            out = F.scaled_dot_product_attention(qh.expand(batch, -1, -1, -1), k, v)
-        out = out.transpose(1, 2).reshape(batch, -1, dim)
-        return F.linear(out, attn.out_proj.weight, attn.out_proj.bias), weights
+            mixed = F.scaled_dot_product_attention(
+                folded.expand(batch, -1, -1, -1), x, x, scale=head_dim**-0.5
+            )  # (B, 1, H*Q, E)
+        mixed = mixed.view(batch, heads, n_q, dim)
+        out = torch.einsum("bhqe,hde->bqhd", mixed, w_v.view(heads, head_dim, dim)).reshape(batch, n_q, dim)
+        return F.linear(out + b_v, attn.out_proj.weight, attn.out_proj.bias), weights
