@@ -7,7 +7,10 @@ Three sources of weights, one function (`load_backbone`):
 * a local file or folder (``pretrained="/path/open_clip_model.safetensors"`` or a folder holding one, optionally
   with an ``open_clip_config.json``);
 * the offline configs shipped with this package (``"tiny"``, ``"micro"``) with random weights drawn from a fixed
-  seed, so the same backbone can be rebuilt anywhere and a prompt checkpoint fits it again.
+  seed, so the same backbone can be rebuilt anywhere and a prompt checkpoint fits it again;
+* the offline teaching CLIP: ``backbone="tiny", pretrained="synthetic"``, weights this project pretrained itself
+  (``mmpiqa pretrain``) on a procedural captioned corpus and ships in ``mmpiqa/weights/`` with their provenance and
+  checksum. They load through open_clip exactly as a local checkpoint file does.
 
 The backbone is never edited: it is frozen (every tensor, ``logit_scale`` included) and kept in eval mode.
 """
@@ -15,8 +18,10 @@ The backbone is never edited: it is frozen (every tensor, ``logit_scale`` includ
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import open_clip
@@ -35,6 +40,10 @@ CHECKPOINT_NAMES = (
     "pytorch_model.bin",
     "model.safetensors",
 )
+
+# (offline config, tag) -> file stem in WEIGHTS_DIR: `<stem>.safetensors` (fp16 weights) + `<stem>.json` (provenance)
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthetic"}
 
 open_clip.add_model_config(CONFIG_DIR)
 
@@ -61,6 +70,8 @@ class BackboneIdentity:
             return (
                 f"{self.name} (random weights, seed {self.seed}: an offline teaching backbone, not real CLIP)"
             )
+        if (self.name, self.pretrained) in OFFLINE_TAGS:
+            return f"{self.name}/{self.pretrained}: {offline_summary(self.name, self.pretrained)}"
         return f"{self.name} with pretrained weights '{self.pretrained}'"
 
     def to_dict(self) -> dict:
@@ -98,6 +109,58 @@ def cached_weights(name: str, tag: str) -> Path | None:
         if target.is_file():
             return target
     return None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def offline_provenance(name: str, tag: str) -> dict:
+    """The provenance record shipped beside an offline tag's weights (recipe, corpus, minutes, checksum)."""
+    path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsUnavailable(
+            f"{path}: the provenance of '{name}/{tag}' cannot be read ({error}); reinstall mmpiqa"
+        ) from error
+
+
+def offline_summary(name: str, tag: str) -> str:
+    """One honest line on where an offline tag's weights come from, for banners and run logs."""
+    p = offline_provenance(name, tag)
+    recipe, corpus = p["recipe"], p["corpus"]
+    return (
+        f"CLIP pretrained offline by mmpiqa on a synthetic captioned corpus (procedural images, "
+        f"{corpus['pairs_seen']:,} image-caption pairs, {p['train_minutes']:.0f} min of CPU training, "
+        f"seed {recipe['seed']}, "
+        f"families {', '.join(corpus['held_out_families'])} held out; sha256 {p['sha256'][:12]}): "
+        f"a teaching backbone, not OpenAI CLIP"
+    )
+
+
+@cache
+def _verified(path: Path, size: int, mtime: float, expected: str) -> bool:
+    return file_sha256(path) == expected
+
+
+def offline_weights(name: str, tag: str) -> Path:
+    """The shipped weights file of an offline tag, checked against the checksum in its provenance."""
+    path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.safetensors"
+    expected = offline_provenance(name, tag)["sha256"]
+    if not path.is_file():
+        raise WeightsUnavailable(f"{path}: the weights of '{name}/{tag}' are missing; reinstall mmpiqa")
+    stat = path.stat()
+    if not _verified(path, stat.st_size, stat.st_mtime, expected):
+        raise WeightsUnavailable(
+            f"{path}: checksum differs from the one recorded in its provenance ({expected[:12]}…): the file is "
+            f"damaged or was replaced. Reinstall mmpiqa, or remake it with the recorded `mmpiqa pretrain` command."
+        )
+    return path
 
 
 def _unavailable(name: str, tag: str, reason: str) -> WeightsUnavailable:
@@ -152,7 +215,11 @@ def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Mod
             )
         model_name, weights = _resolve_local(name, path)
         return open_clip.create_model(model_name, pretrained=weights, require_pretrained=weights is not None)
+    if (name, pretrained) in OFFLINE_TAGS:  # shipped weights: the same open_clip path as any local file
+        weights = offline_weights(name, pretrained)
+        return open_clip.create_model(registry_name(name), pretrained=str(weights), require_pretrained=True)
     tags = open_clip.list_pretrained_tags_by_model(registry_name(name))
+    tags += [tag for (model, tag) in OFFLINE_TAGS if model == name]
     if pretrained not in tags:
         raise WeightsUnavailable(
             f"Model '{name}' has no pretrained tag '{pretrained}'. Known tags: {', '.join(tags) or 'none'}. "

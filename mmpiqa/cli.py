@@ -47,10 +47,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mmpiqa.demo import format_table, run_demo
 
+    # default: the teaching CLIP; `--pretrained none` gives the random-weight contrast
+    pretrained = args.pretrained if args.pretrained is not None or args.backbone else "synthetic"
     result = run_demo(
         args.out,
         backbone=args.backbone or "tiny",
-        pretrained=args.pretrained,
+        pretrained=pretrained or None,
         epochs=args.epochs,
         size=args.size,
         splits=args.splits,
@@ -69,8 +71,8 @@ def _run_config(args: argparse.Namespace):
     overrides = list(args.set or [])
     if args.backbone:
         overrides.append(f"model.backbone={args.backbone}")
-    if args.pretrained:
-        overrides.append(f"model.pretrained={args.pretrained}")
+    if args.pretrained is not None:
+        overrides.append(f"model.pretrained={args.pretrained or 'null'}")
     return config.with_overrides(overrides) if overrides else config
 
 
@@ -113,6 +115,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict_images(args.run, args.images, split=args.split)
     print(format_predictions(rows, args.format))
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from mmpiqa.config import ConfigError
+    from mmpiqa.pretrain import PretrainConfig, pretrain, ship
+
+    data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set steps=20")
+        data[key.strip()] = yaml.safe_load(value.strip())
+    config = PretrainConfig.from_dict(data, where="pretrain recipe")
+    result = pretrain(
+        config, args.out, stop_after=args.stop_after, progress=not args.quiet, device=args.device
+    )
+    last = result.history[-1] if result.history else {}
+    print(
+        f"{result.steps_done}/{config.steps} steps in {result.folder}; last step: in-batch retrieval accuracy "
+        f"{last.get('retrieval_acc', float('nan')):.2f}, contrastive loss {last.get('contrastive', float('nan')):.3f}"
+    )
+    if result.weights is not None:
+        provenance = json.loads((result.folder / "provenance.json").read_text())
+        print(f"weights: {result.weights} (sha256 {provenance['sha256'][:12]}); provenance beside them")
+        if args.ship:
+            print(f"shipped into the package: {ship(result.folder, args.ship)}")
+    elif args.ship:
+        raise SystemExit(f"--ship: the run in {result.folder} has not reached its last step; nothing shipped")
     return 0
 
 
@@ -221,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--format", choices=["csv", "json"], default="csv")
     pred.set_defaults(func=cmd_predict)
 
+    pre = sub.add_parser(
+        "pretrain", help="pretrain the offline teaching CLIP on the procedural captioned corpus (resumable)"
+    )
+    pre.add_argument("--out", default="runs/pretrain", help="the run's folder; run again to resume")
+    pre.add_argument("--config", help="a recipe file (YAML or JSON); default: the built-in recipe")
+    pre.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="override a recipe field, e.g. --set steps=20"
+    )
+    pre.add_argument(
+        "--stop-after", type=int, default=None, help="pause after this step of the recipe (resume later)"
+    )
+    pre.add_argument(
+        "--ship",
+        metavar="STEM",
+        help="when done, copy the weights into the package as mmpiqa/weights/STEM.* (e.g. tiny-synthetic)",
+    )
+    pre.add_argument("--device", default="cpu", help="where the model trains: cpu or cuda")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.set_defaults(func=cmd_pretrain)
+
     sweep = sub.add_parser("sweep", help="run a grid of configs (resumable; failures reported, not fatal)")
     sweep.add_argument("--grid", required=True, help="a grid file (see mmpiqa.sweep)")
     sweep.add_argument("--out", default="runs")
@@ -270,12 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pretrained(text: str) -> str:
+    """'none' (any case) means random weights: '' is what the library reads as 'no pretrained weights'."""
+    return "" if text.strip().lower() == "none" else text
+
+
 def _backbone_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone", default=None, help="'tiny' (offline) or an open_clip model, e.g. ViT-B-16"
     )
     parser.add_argument(
-        "--pretrained", default=None, help="an open_clip tag (openai) or a local checkpoint path"
+        "--pretrained",
+        type=_pretrained,
+        default=None,
+        help="an open_clip tag (openai), 'synthetic' (tiny's teaching weights), a local checkpoint path, "
+        "or 'none' for random weights",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -1,0 +1,386 @@
+"""Contrastive pretraining of the offline teaching CLIP on the procedural captioned corpus.
+
+Both towers of an offline config (``tiny``) are trained from random weights, as CLIP was: image and caption
+embeddings of matching pairs are pulled together, the rest of the batch pushed apart. Two terms:
+
+* **in-batch contrastive** (CLIP's symmetric InfoNCE). Captions are drawn from templates, so two items of a batch
+  can carry the very same caption; such pairs count as positives of each other (targets spread evenly over every
+  matching caption). With all captions distinct this is exactly open_clip's ``ClipLoss`` (a test checks it).
+* **caption bank** (UniCL-style): every image is also contrasted against a fixed bank of captions in the forms the
+  workbook's zero-shot readouts use ("a photo of {bad … perfect} quality.", "a photo of {group} artifacts."), with
+  soft targets by distortion level. It is still image–text contrast, with more positives per caption.
+
+The corpus item of a step is fixed by (seed, step), and so is every random draw (patch dropout), so a run resumes
+from its last checkpoint to exactly the weights of an uninterrupted run. The result is exported as fp16
+safetensors with a provenance record; `mmpiqa.backbone` loads it as ``backbone="tiny", pretrained="synthetic"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import PatchDropout
+from torch import nn
+
+from mmpiqa.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
+from mmpiqa.config import ConfigBase, ConfigError
+from mmpiqa.data.corpus import HELD_OUT_FAMILIES, PRETRAIN_FAMILIES, corpus_item
+from mmpiqa.io import atomic_write, atomic_write_text
+from mmpiqa.labels import QUALITY_LEVELS
+
+# OpenAI CLIP's normalisation, which the offline configs use too (PromptedCLIP normalises with the same numbers)
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+STATE_FILE = "state.pt"
+LOG_FILE = "log.csv"
+WEIGHTS_FILE = "weights.safetensors"
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass(frozen=True)
+class PretrainConfig(ConfigBase):
+    """The recipe: everything that decides the weights (the output folder and progress bars do not)."""
+
+    backbone: str = "tiny"  # an offline config of mmpiqa/model_configs
+    seed: int = 0  # weights init, corpus and patch-dropout draws
+    steps: int = 4000  # optimiser steps
+    batch_size: int = 64  # images (and captions) per step
+    versions: int = 4  # versions of each content in a batch (1 clean + damaged ones)
+    lr: float = 1e-3  # peak AdamW learning rate (linear warm-up, cosine decay to 0)
+    warmup: float = 0.05  # fraction of steps spent warming up
+    weight_decay: float = 0.1  # on matrices only (not biases, norms, embeddings, logit scale)
+    patch_keep: float = 0.5  # fraction of image patches kept (patch dropout) early in training
+    full_patches_from: float = 0.8  # from this fraction of steps on, every patch is seen
+    bank_weight: float = 1.0  # weight of the caption-bank term beside the in-batch term
+    quality_sigma: float = 0.6  # width (in quality levels) of the bank's soft quality targets
+    checkpoint_every: int = 100  # steps between resumable checkpoints
+    corpus_contents: int = 0  # 0: a fresh content for every item group; n: cycle through n contents (tests)
+
+    def __post_init__(self) -> None:
+        if self.backbone not in OFFLINE_CONFIGS:
+            raise ConfigError(f"backbone={self.backbone!r}: pretraining is for {sorted(OFFLINE_CONFIGS)}")
+        if self.steps < 1 or self.batch_size < 2 or self.checkpoint_every < 1 or self.corpus_contents < 0:
+            raise ConfigError(
+                "steps >= 1, batch_size >= 2, checkpoint_every >= 1 and corpus_contents >= 0 are required"
+            )
+        if self.batch_size % self.versions:
+            raise ConfigError(f"batch_size={self.batch_size} must be a multiple of versions={self.versions}")
+        if not 0 < self.patch_keep <= 1 or not 0 <= self.full_patches_from <= 1:
+            raise ConfigError("patch_keep in (0, 1] and full_patches_from in [0, 1] are required")
+        if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
+            raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
+
+
+# --- captions of the bank -----------------------------------------------------------------------------------
+def bank_captions() -> tuple[list[str], list[str]]:
+    """(quality captions worst → best, distortion-group captions of the groups the corpus shows)."""
+    quality = [f"a photo of {word} quality." for word in QUALITY_LEVELS]
+    return quality, [f"a photo of {group} artifacts." for group in _groups()]
+
+
+def _groups() -> list[str]:
+    return sorted({f.group for f in PRETRAIN_FAMILIES})
+
+
+# --- losses -------------------------------------------------------------------------------------------------
+def caption_contrastive_loss(
+    image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, caption_id: torch.Tensor
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE between B unit-norm image features and U <= B distinct captions.
+
+    `caption_id[i]` is the caption of image i. An image's target is its caption; a caption's targets are spread
+    evenly over the images that carry it. With all captions distinct (U = B, caption_id = arange) this is exactly
+    open_clip's ``ClipLoss``."""
+    logits = scale * image @ text.t()  # (B, U)
+    carriers = (caption_id[None, :] == torch.arange(text.shape[0])[:, None]).float()  # (U, B)
+    per_image = F.cross_entropy(logits, caption_id)
+    per_caption = F.cross_entropy(logits.t(), carriers / carriers.sum(dim=1, keepdim=True))
+    return 0.5 * (per_image + per_caption)
+
+
+def quality_targets(quality: torch.Tensor, levels: int, sigma: float) -> torch.Tensor:
+    """Soft targets over the quality captions: a Gaussian of width `sigma` around each item's level."""
+    grid = torch.arange(levels, dtype=torch.float32)
+    weights = torch.exp(-0.5 * ((grid[None, :] - quality[:, None].float()) / sigma) ** 2)
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+# --- the model ----------------------------------------------------------------------------------------------
+def new_model(config: PretrainConfig) -> nn.Module:
+    """The offline config with random weights from the recipe's seed, both towers trainable."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = open_clip.create_model(registry_name(config.backbone), pretrained=None)
+    model.requires_grad_(True)
+    return model
+
+
+def _image_size(model: nn.Module) -> int:
+    size = model.visual.image_size
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def batch(config: PretrainConfig, step: int, size: int) -> tuple[torch.Tensor, list[str], dict]:
+    """The step's images (normalised, (B, 3, H, W)), captions and labels: a pure function of (seed, step)."""
+    indices = [step * config.batch_size + i for i in range(config.batch_size)]
+    if config.corpus_contents:
+        indices = [i % (config.corpus_contents * config.versions) for i in indices]
+    items = [corpus_item(config.seed, i, size, config.versions) for i in indices]
+    images = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255.0
+    images = (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    groups = _groups()
+    labels = {
+        "quality": torch.tensor([it.quality for it in items]),
+        "group": torch.tensor([groups.index(it.group) if it.group else -1 for it in items]),
+    }
+    return images, [it.caption for it in items], labels
+
+
+def lr_factor(config: PretrainConfig, step: int) -> float:
+    warm = max(1, round(config.warmup * config.steps))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, config.steps - warm)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        plain = p.ndim < 2 or "embedding" in name or "logit_scale" in name
+        (no_decay if plain else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+
+def train_step(
+    model: nn.Module,
+    tokenizer,
+    config: PretrainConfig,
+    step: int,
+    size: int,
+    bank_tokens: torch.Tensor,
+    n_quality: int,
+) -> dict[str, float]:
+    """One optimiser step's forward and loss (no backward); returns the loss tensor and its parts."""
+    images, captions, labels = batch(config, step, size)
+    device = model.logit_scale.device
+    images, labels = images.to(device), {k: v.to(device) for k, v in labels.items()}
+    keep = config.patch_keep if step < config.full_patches_from * config.steps else 1.0
+    model.visual.patch_dropout = PatchDropout(1.0 - keep) if keep < 1.0 else nn.Identity()
+    image = F.normalize(model.encode_image(images), dim=-1)
+    unique = sorted(set(captions))
+    text = F.normalize(model.encode_text(tokenizer(unique).to(device)), dim=-1)
+    caption_id = torch.tensor([unique.index(c) for c in captions], device=device)
+    scale = model.logit_scale.exp().clamp(max=100.0)
+    contrastive = caption_contrastive_loss(image, text, scale, caption_id)
+    bank = F.normalize(model.encode_text(bank_tokens.to(device)), dim=-1)
+    bank_logits = scale * image @ bank.t()
+    q_logits, g_logits = bank_logits[:, :n_quality], bank_logits[:, n_quality:]
+    q_loss = F.cross_entropy(q_logits, quality_targets(labels["quality"], n_quality, config.quality_sigma))
+    damaged = labels["group"] >= 0
+    g_loss = F.cross_entropy(g_logits[damaged], labels["group"][damaged]) if damaged.any() else q_loss * 0
+    loss = contrastive + config.bank_weight * (q_loss + g_loss)
+    with torch.no_grad():
+        hit = (image @ text.t()).argmax(dim=1) == caption_id
+        values = torch.linspace(0, 1, n_quality, device=device)
+        expected = (q_logits.softmax(dim=1) @ values).cpu()
+        quality = labels["quality"].cpu()
+    return {
+        "loss": loss,
+        "contrastive": contrastive.item(),
+        "bank_quality": q_loss.item(),
+        "bank_group": g_loss.item(),
+        "retrieval_acc": hit.float().mean().item(),
+        "quality_acc": (q_logits.argmax(dim=1) == labels["quality"]).float().mean().item(),
+        "quality_corr": float(np.corrcoef(expected.numpy(), quality.numpy())[0, 1])
+        if quality.unique().numel() > 1
+        else float("nan"),
+        "logit_scale": scale.item(),
+        "patch_keep": keep,
+        "unique_captions": len(unique),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+@dataclass
+class PretrainResult:
+    folder: Path
+    weights: Path | None
+    history: list[dict]
+    steps_done: int
+
+
+def pretrain(
+    config: PretrainConfig,
+    out: str | Path,
+    *,
+    stop_after: int | None = None,
+    progress: bool = True,
+    export: bool = True,
+    device: str | torch.device = "cpu",
+) -> PretrainResult:
+    """Run (or resume) the recipe in `out`; export fp16 weights + provenance when every step is done.
+
+    `stop_after` ends this call after that many steps of the recipe (a resumable pause, not a shorter recipe).
+    `device` is where the model trains (corpus images are drawn on the CPU); it is not part of the recipe, but
+    another device gives other rounding, so the provenance records the machine."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe_file = folder / "recipe.json"
+    if recipe_file.exists():
+        saved = PretrainConfig.from_dict(json.loads(recipe_file.read_text()), where=str(recipe_file))
+        if saved != config:
+            raise ConfigError(
+                f"{folder} holds a pretraining run of another recipe ({recipe_file}); "
+                f"use another --out folder or delete that one"
+            )
+    else:
+        atomic_write_text(recipe_file, config.to_json() + "\n")
+    model = new_model(config).to(device)
+    model.train()
+    tokenizer = open_clip.get_tokenizer(registry_name(config.backbone))
+    optimizer = _optimizer(model, config)
+    step, history, seconds = 0, [], 0.0
+    state_path = folder / STATE_FILE
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+        history = json.loads((folder / "history.json").read_text())[:step]
+    size = _image_size(model)
+    quality, groups = bank_captions()
+    bank_tokens = tokenizer(quality + groups)
+    last = config.steps if stop_after is None else min(config.steps, stop_after)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step")
+    while step < last:
+        start = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(config, step)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed * 1_000_003 + step)  # patch dropout draws: fixed by (seed, step)
+            parts = train_step(model, tokenizer, config, step, size, bank_tokens, len(quality))
+        optimizer.zero_grad(set_to_none=True)
+        parts.pop("loss").backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        seconds += time.perf_counter() - start
+        step += 1
+        history.append(
+            {"step": step, "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2), **parts}
+        )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['contrastive']:.3f}", acc=f"{parts['retrieval_acc']:.2f}")
+        if step % config.checkpoint_every == 0 or step == last:
+            _checkpoint(folder, model, optimizer, step, seconds, history)
+    if bar is not None:
+        bar.close()
+    weights = None
+    if export and step >= config.steps:
+        weights = export_weights(folder, model, config, history, seconds)
+    return PretrainResult(folder=folder, weights=weights, history=history, steps_done=step)
+
+
+def _checkpoint(folder: Path, model, optimizer, step: int, seconds: float, history: list[dict]) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "seconds": seconds,
+    }
+    # history first: a crash between the two writes leaves a longer history, which resume cuts to `step`
+    atomic_write_text(folder / "history.json", json.dumps(history))
+    atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path:
+    """Copy a finished run's weights, provenance and loss history into the package (`mmpiqa/weights/<stem>.*`),
+    where `mmpiqa.backbone.OFFLINE_TAGS` finds them. What the package ships is exactly what the run exported."""
+    import shutil
+
+    from mmpiqa import backbone
+
+    folder, target = Path(folder), weights_dir or backbone.WEIGHTS_DIR
+    if not (folder / PROVENANCE_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no exported weights: run `mmpiqa pretrain` to its last step first"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / WEIGHTS_FILE, target / f"{stem}.safetensors")
+    shutil.copyfile(folder / PROVENANCE_FILE, target / f"{stem}.json")
+    history = json.loads((folder / "history.json").read_text())
+    columns = (
+        "step",
+        "lr",
+        "seconds",
+        "contrastive",
+        "bank_quality",
+        "bank_group",
+        "retrieval_acc",
+        "quality_corr",
+    )
+    lines = [",".join(columns)] + [",".join(f"{h[c]:.5g}" for c in columns) for h in history]
+    atomic_write_text(target / f"{stem}-history.csv", "\n".join(lines) + "\n")
+    return target / f"{stem}.safetensors"
+
+
+def export_weights(
+    folder: Path, model: nn.Module, config: PretrainConfig, history: list[dict], seconds: float
+):
+    """fp16 safetensors of the whole CLIP (what open_clip loads) and a provenance record beside it."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    weights = folder / WEIGHTS_FILE
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"recipe": config.to_json(indent=None)})
+    tmp.replace(weights)
+    tail = history[-min(50, len(history)) :]
+    provenance = {
+        "what": (
+            f"mmpiqa '{config.backbone}' CLIP pretrained offline on the procedural captioned corpus "
+            f"(mmpiqa.data.corpus): not OpenAI CLIP"
+        ),
+        "recipe": config.to_dict(),
+        "corpus": {
+            "module": "mmpiqa.data.corpus",
+            "held_out_families": list(HELD_OUT_FAMILIES),
+            "families": [f.name for f in PRETRAIN_FAMILIES],
+            "pairs_seen": config.steps * config.batch_size,
+        },
+        "final": {
+            k: float(np.nanmean([h[k] for h in tail]))
+            for k in ("contrastive", "retrieval_acc", "quality_corr")
+        },
+        "train_minutes": round(seconds / 60, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"open_clip {open_clip.__version__}",
+        "sha256": file_sha256(weights),
+        "command": f"mmpiqa pretrain --out {folder.name} "
+        + " ".join(
+            f"--set {k}={v}" for k, v in config.to_dict().items() if v != getattr(PretrainConfig(), k)
+        ),
+    }
+    atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
+    return weights

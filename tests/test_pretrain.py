@@ -1,0 +1,190 @@
+"""The procedural captioned corpus, contrastive pretraining, and the shipped teaching CLIP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+
+from mmpiqa.backbone import OFFLINE_TAGS, WEIGHTS_DIR, file_sha256, load_backbone, offline_provenance
+from mmpiqa.cli import main
+from mmpiqa.config import ConfigError
+from mmpiqa.data.corpus import (
+    HELD_OUT_FAMILIES,
+    LEVEL_TO_QUALITY,
+    PRETRAIN_FAMILIES,
+    corpus_item,
+)
+from mmpiqa.pretrain import (
+    PROVENANCE_FILE,
+    WEIGHTS_FILE,
+    PretrainConfig,
+    bank_captions,
+    caption_contrastive_loss,
+    lr_factor,
+    pretrain,
+    quality_targets,
+)
+
+MICRO = dict(backbone="micro", batch_size=8, versions=4, checkpoint_every=3, warmup=0.1)
+
+
+# --- corpus ---------------------------------------------------------------------------------------------------
+def test_corpus_items_are_a_pure_function_of_seed_and_index():
+    a, b = corpus_item(3, 17, 48), corpus_item(3, 17, 48)
+    assert np.array_equal(a.image, b.image) and a.caption == b.caption
+    assert a.image.shape == (48, 48, 3) and a.image.dtype == np.uint8
+    assert not np.array_equal(corpus_item(4, 17, 48).image, a.image)  # another seed, another corpus
+
+
+def test_versions_of_one_content_differ_only_in_damage():
+    items = [corpus_item(0, i, 48, versions=4) for i in range(40)]
+    for start in range(0, 40, 4):
+        group = items[start : start + 4]
+        assert len({it.content for it in group}) == 1
+        assert group[0].level == 0 and group[0].family == ""  # version 0 is the clean original
+    damaged = [it for it in items if it.level]
+    assert damaged and all(1 <= it.level <= 5 for it in damaged)
+    assert all(it.quality == LEVEL_TO_QUALITY[it.level] for it in items)
+
+
+def test_held_out_families_never_appear():
+    seen = {corpus_item(1, i, 32).family for i in range(600)} - {""}
+    assert seen and not seen & set(HELD_OUT_FAMILIES)
+    assert seen <= {f.name for f in PRETRAIN_FAMILIES}
+
+
+def test_bank_captions_are_the_zero_shot_prompts():
+    quality, groups = bank_captions()
+    assert quality == [f"a photo of {w} quality." for w in ("bad", "poor", "fair", "good", "perfect")]
+    assert "a photo of blur artifacts." in groups and "a photo of JPEG2000 artifacts." not in groups
+
+
+# --- losses and schedule -------------------------------------------------------------------------------------
+def test_contrastive_loss_is_clip_loss_when_captions_are_distinct():
+    torch.manual_seed(0)
+    image, text = F.normalize(torch.randn(6, 16), dim=-1), F.normalize(torch.randn(6, 16), dim=-1)
+    scale = torch.tensor(20.0)
+    ours = caption_contrastive_loss(image, text, scale, torch.arange(6))
+    assert torch.allclose(ours, ClipLoss()(image, text, scale), atol=1e-6)
+
+
+def test_shared_captions_are_positives_of_each_other():
+    image = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    text = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    # images 0 and 1 carry caption 0: a perfect match has a lower loss than a swapped one
+    right = caption_contrastive_loss(image, text, torch.tensor(10.0), torch.tensor([0, 0, 1]))
+    wrong = caption_contrastive_loss(image, text, torch.tensor(10.0), torch.tensor([1, 1, 0]))
+    assert right < wrong / 10  # (the floor is the entropy of the shared targets, not 0)
+
+
+def test_quality_targets_peak_at_the_level():
+    targets = quality_targets(torch.tensor([0, 4, 2]), 5, 0.6)
+    assert torch.allclose(targets.sum(1), torch.ones(3))
+    assert targets.argmax(1).tolist() == [0, 4, 2]
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    config = PretrainConfig(steps=100, warmup=0.1)
+    factors = [lr_factor(config, s) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and max(factors) == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:])) and factors[-1] < 0.01
+
+
+def test_recipe_is_validated():
+    with pytest.raises(ConfigError, match="pretraining is for"):
+        PretrainConfig(backbone="ViT-B-16")
+    with pytest.raises(ConfigError, match="multiple of versions"):
+        PretrainConfig(batch_size=10, versions=4)
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+def test_loss_falls_on_a_tiny_corpus(tmp_path):
+    config = PretrainConfig(steps=30, lr=3e-3, corpus_contents=2, **MICRO)
+    history = pretrain(config, tmp_path, progress=False, export=False).history
+    first = np.mean([h["contrastive"] + h["bank_quality"] for h in history[:3]])
+    last = np.mean([h["contrastive"] + h["bank_quality"] for h in history[-3:]])
+    assert last < 0.75 * first  # measured 4.03 -> 2.45
+    assert history[-1]["retrieval_acc"] > history[0]["retrieval_acc"]
+
+
+def test_resume_reaches_exactly_the_uninterrupted_weights(tmp_path):
+    config = PretrainConfig(steps=6, **MICRO)
+    straight = pretrain(config, tmp_path / "a", progress=False)
+    pretrain(config, tmp_path / "b", stop_after=3, progress=False)
+    resumed = pretrain(config, tmp_path / "b", progress=False)
+    assert resumed.steps_done == 6
+    timeless = [
+        [{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (straight, resumed)
+    ]
+    assert timeless[0] == timeless[1]
+    a = torch.load(tmp_path / "a" / "state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert file_sha256(straight.weights) == file_sha256(resumed.weights)
+
+
+def test_another_recipe_in_the_same_folder_is_refused(tmp_path):
+    pretrain(PretrainConfig(steps=1, **MICRO), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="another recipe"):
+        pretrain(PretrainConfig(steps=2, **MICRO), tmp_path, progress=False)
+
+
+def test_exported_weights_load_through_open_clip_as_a_local_file(tmp_path):
+    result = pretrain(PretrainConfig(steps=2, **MICRO), tmp_path, progress=False)
+    provenance = json.loads((tmp_path / PROVENANCE_FILE).read_text())
+    assert provenance["sha256"] == file_sha256(tmp_path / WEIGHTS_FILE)
+    assert provenance["corpus"]["held_out_families"] == list(HELD_OUT_FAMILIES)
+    assert "--set steps=2" in provenance["command"]
+    model, _ = load_backbone("micro", str(result.weights))
+    state = torch.load(tmp_path / "state.pt", weights_only=True)["model"]
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], state[k].half().float()) for k in state)  # fp16 on disk
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_cli_pretrain_runs_and_resumes(tmp_path, capsys):
+    args = ["pretrain", "--out", str(tmp_path), "--quiet", "--set", "backbone=micro", "--set", "batch_size=8"]
+    args += ["--set", "steps=2"]
+    assert main([*args, "--stop-after", "1"]) == 0
+    assert "1/2 steps" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2/2 steps" in out and "sha256" in out
+
+
+# --- the shipped teaching CLIP --------------------------------------------------------------------------------
+def test_shipped_weights_match_their_checksum_and_provenance():
+    for (name, tag), stem in OFFLINE_TAGS.items():
+        provenance = offline_provenance(name, tag)
+        assert file_sha256(WEIGHTS_DIR / f"{stem}.safetensors") == provenance["sha256"]
+        assert provenance["recipe"]["backbone"] == name
+        assert PretrainConfig.from_dict(provenance["recipe"])  # the recipe is one `mmpiqa pretrain` can run
+
+
+def test_teaching_clip_loads_by_tag_and_says_what_it_is():
+    model, identity = load_backbone("tiny", "synthetic")
+    assert identity.pretrained == "synthetic" and identity.seed is None
+    assert "not OpenAI CLIP" in identity.describe() and "synthetic captioned corpus" in identity.describe()
+    random_model, _ = load_backbone("tiny", None)
+    assert not torch.equal(model.visual.conv1.weight, random_model.visual.conv1.weight)
+    assert isinstance(model, open_clip.CLIP)
+
+
+def test_damaged_shipped_weights_are_refused(tmp_path, monkeypatch):
+    import mmpiqa.backbone as backbone
+
+    stem = OFFLINE_TAGS[("tiny", "synthetic")]
+    (tmp_path / f"{stem}.json").write_text((WEIGHTS_DIR / f"{stem}.json").read_text())
+    damaged = bytearray((WEIGHTS_DIR / f"{stem}.safetensors").read_bytes())
+    damaged[-1] ^= 0xFF
+    (tmp_path / f"{stem}.safetensors").write_bytes(bytes(damaged))
+    monkeypatch.setattr(backbone, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(backbone.WeightsUnavailable, match="checksum differs"):
+        load_backbone("tiny", "synthetic")
