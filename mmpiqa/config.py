@@ -20,6 +20,7 @@ C = TypeVar("C", bound="ConfigBase")
 
 BRANCHES = ("quality", "scene", "distortion")
 HEADS = ("levels", "antonym", "xattn")
+XATTN_PRIORS = ("levels", "none")
 
 
 class ConfigError(ValueError):
@@ -165,6 +166,9 @@ class ModelConfig(ConfigBase):
     head: str = "xattn"  # 'levels' (expected quality level), 'antonym' (CLIP-IQA), 'xattn' (MP-IQE)
     head_heads: int = 4  # attention heads of the xattn head
     head_hidden: int = 128  # hidden width of the xattn head's MLP
+    # 'levels': the xattn score starts from the zero-shot levels readout and the MLP learns a correction (its
+    # last layer starts at zero, as CoOp starts from the hand-written prompt); 'none': the MLP's score alone
+    xattn_prior: str = "levels"
 
     def __post_init__(self) -> None:
         bad = [b for b in self.branches if b not in BRANCHES]
@@ -176,6 +180,13 @@ class ModelConfig(ConfigBase):
             raise ConfigError(f"head={self.head!r} reads the quality branch: add 'quality' to branches")
         if self.head == "xattn" and not self.branches:
             raise ConfigError("head='xattn' uses the text branches as queries: give at least one branch")
+        if self.xattn_prior not in XATTN_PRIORS:
+            raise ConfigError(f"xattn_prior={self.xattn_prior!r}: choose one of {XATTN_PRIORS}")
+        if self.head == "xattn" and self.xattn_prior == "levels" and "quality" not in self.branches:
+            raise ConfigError(
+                "xattn_prior='levels' starts the score from the quality branch: add 'quality' to branches "
+                "or set xattn_prior='none'"
+            )
         if self.head == "antonym" and len(self.antonyms) != 2:
             raise ConfigError(f"antonyms={self.antonyms!r}: exactly two words, (positive, negative)")
         if self.ctx_init is None and self.n_ctx is None:

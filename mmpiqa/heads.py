@@ -4,7 +4,9 @@
 * ``antonym`` - CLIP-IQA: softmax over a (positive, negative) pair, the score is p(positive) in [0, 1];
 * ``xattn``   - MP-IQE style: the encoded prompt features of the text branches are queries of a small
   cross-attention block over the image's patch tokens; an MLP maps the attended queries and the image feature
-  to a score. This is the only head with parameters of its own.
+  to a score. This is the only head with parameters of its own. By default (``xattn_prior='levels'``) its
+  score is a correction added to the levels readout, and the MLP's last layer starts at zero: training starts
+  from the zero-shot answer instead of throwing it away.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class CrossAttentionHead(nn.Module):
     image's pooled feature before the MLP, so the head sees both what the prompts found and the global view.
     """
 
-    def __init__(self, dim: int, heads: int = 4, hidden: int = 128) -> None:
+    def __init__(self, dim: int, heads: int = 4, hidden: int = 128, zero_init: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"xattn head: embedding width {dim} is not divisible by head_heads={heads}")
@@ -41,6 +43,9 @@ class CrossAttentionHead(nn.Module):
         self.norm_kv = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        if zero_init:  # a residual on a prior score: start as the prior itself
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(
         self,

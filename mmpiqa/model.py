@@ -77,7 +77,9 @@ class PromptedCLIP(nn.Module):
         embed_dim = clip.text_projection.shape[-1] if isinstance(clip.text_projection, torch.Tensor) else None
         embed_dim = embed_dim or clip.visual.output_dim
         self.head = (
-            CrossAttentionHead(embed_dim, config.head_heads, config.head_hidden).to(device)
+            CrossAttentionHead(
+                embed_dim, config.head_heads, config.head_hidden, zero_init=config.xattn_prior == "levels"
+            ).to(device)
             if config.head == "xattn"
             else None
         )
@@ -170,6 +172,8 @@ class PromptedCLIP(nn.Module):
         else:
             queries = torch.cat([text_features[b] for b in self.text.branch_names])
             score = self.head(queries, tokens, pooled)
+            if self.config.xattn_prior == "levels":
+                score = score + expected_level(logits["quality"])
         return IQAOutput(score=score, logits=logits, image_features=pooled)
 
     @property

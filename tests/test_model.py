@@ -163,3 +163,19 @@ def test_same_config_gives_same_model(micro_images):
     assert a.identity == b.identity
     with torch.no_grad():
         assert torch.equal(a(micro_images).score, b(micro_images).score)
+
+
+def test_xattn_starts_from_the_levels_readout_and_learns_a_correction(micro_images):
+    levels = build_model(ModelConfig(backbone="micro", head="levels", visual_depth=0))
+    xattn = build_model(ModelConfig(backbone="micro", head="xattn", visual_depth=0))
+    with torch.no_grad():
+        assert torch.allclose(xattn(micro_images).score, levels(micro_images).score, atol=1e-6)
+    out = xattn(micro_images)
+    out.score.sum().backward()
+    assert xattn.head.mlp[-1].weight.grad.abs().sum() > 0  # the correction's last layer learns from step one
+    plain = build_model(ModelConfig(backbone="micro", head="xattn", xattn_prior="none", visual_depth=0))
+    assert plain.head.mlp[-1].weight.abs().sum() > 0  # without the prior the MLP starts random, as before
+    with pytest.raises(ConfigError, match="xattn_prior='none'"):
+        ModelConfig(head="xattn", branches=("scene", "distortion"))
+    with pytest.raises(ConfigError, match="xattn_prior"):
+        ModelConfig(xattn_prior="antonym")
