@@ -233,7 +233,7 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
             device=device,
             workers=config.train.num_workers,
         )
-        evaluation[part] = part_metrics(pred)
+        evaluation[part] = part_metrics(pred, table, parts[part])
         if part == "test" and world_info()[0] == 0:
             save_predictions(folder / "predictions.csv", table, parts[part], pred)
     out = {
@@ -253,10 +253,18 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
     return out
 
 
-def part_metrics(pred: dict) -> dict:
+def part_metrics(pred: dict, table: pd.DataFrame, dataset: IQADataset) -> dict:
+    """Metrics of one part's predictions. The CIs resample reference contents, not images, wherever several
+    contents repeat: the distorted versions of one content are not independent draws (metrics.bootstrap_ci).
+    A part holding a single content can only resample its images: that interval speaks for this content alone."""
     values = metrics.evaluate(pred["score"], pred["mos"])
+    ref_of = dict(zip(table["name"].astype(str), table["ref"].astype(str), strict=True))
+    refs = np.array([ref_of[dataset.names[i]] for i in pred["index"]])
+    n_contents = len(set(refs.tolist()))
+    clusters = refs if 1 < n_contents < len(refs) else None
     for name in ("srcc", "plcc"):
-        values[f"{name}_ci"] = list(metrics.bootstrap_ci(pred["score"], pred["mos"], metric=name, n_boot=500))
+        ci = metrics.bootstrap_ci(pred["score"], pred["mos"], metric=name, n_boot=500, clusters=clusters)
+        values[f"{name}_ci"] = list(ci)
     return values
 
 
@@ -302,7 +310,8 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             scene_classes=model.config.scenes,
             distortion_classes=model.config.distortions,
         )
-        results.append(part_metrics(predict(model, dataset, device=device, progress=progress)))
+        pred = predict(model, dataset, device=device, progress=progress)
+        results.append(part_metrics(pred, table, dataset))
     if not results:
         raise FileNotFoundError(f"{folder} holds no split-*/ folders: is it a run folder?")
     return {

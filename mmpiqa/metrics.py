@@ -298,8 +298,14 @@ def bootstrap_ci(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    clusters: Any = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of a metric over images (resampled with replacement).
+
+    ``clusters`` (one label per image, e.g. the reference content): images that share a label are not independent
+    (75 distorted versions of one photo), so whole clusters are resampled instead of single images. Resampling
+    images there gives intervals that are too narrow. With a single cluster there is nothing to resample and the
+    interval is ``(nan, nan)``: one content says nothing about other contents.
 
     ``metric`` is a name from ``METRICS`` or any ``f(pred, mos) -> float``. SRCC and PLCC are vectorised over the
     resamples; other metrics are computed resample by resample (``plcc_logistic`` and ``rmse`` refit the logistic
@@ -318,7 +324,15 @@ def bootstrap_ci(
     else:
         name, fn = getattr(metric, "__name__", "metric"), metric
 
-    idx = np.random.default_rng(seed).integers(0, p.size, size=(n_boot, p.size))
+    rng = np.random.default_rng(seed)
+    if clusters is not None:
+        idx = _cluster_resamples(np.asarray(clusters), p.size, n_boot, rng)
+        if idx is None:
+            return (math.nan, math.nan)
+        fn = {"srcc": srcc, "plcc": plcc}.get(name, fn)
+        name = "per-resample"  # resamples differ in size: no vectorised path
+    else:
+        idx = rng.integers(0, p.size, size=(n_boot, p.size))
     if name in ("srcc", "plcc"):
         values = np.empty(n_boot)
         step = max(1, 2_000_000 // p.size)  # blocks of resamples keep memory bounded for large test sets
@@ -340,6 +354,18 @@ def bootstrap_ci(
         return (math.nan, math.nan)
     low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return (float(low), float(high))
+
+
+def _cluster_resamples(clusters: np.ndarray, n: int, n_boot: int, rng: np.random.Generator):
+    """Index arrays of `n_boot` cluster-bootstrap resamples (whole clusters drawn with replacement)."""
+    if clusters.shape != (n,):
+        raise ValueError(f"clusters must hold one label per item ({n}), got shape {clusters.shape}")
+    labels, inverse = np.unique(clusters, return_inverse=True)
+    if labels.size < 2:
+        return None
+    members = [np.flatnonzero(inverse == k) for k in range(labels.size)]
+    draws = rng.integers(0, labels.size, size=(n_boot, labels.size))
+    return [np.concatenate([members[k] for k in row]) for row in draws]
 
 
 def summarise(

@@ -282,7 +282,7 @@ def _probe_split(
     evaluation = {}
     for part in ("val", "test"):
         pred = {"score": probe.predict(feats[part]), "mos": mos[part], "index": np.arange(len(parts[part]))}
-        evaluation[part] = part_metrics(pred)
+        evaluation[part] = part_metrics(pred, table, parts[part])
         if part == "test":
             save_predictions(folder / "predictions.csv", table, parts[part], pred)
     _save_probe(folder / PROBE_FILE, probe, features)

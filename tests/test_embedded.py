@@ -60,7 +60,9 @@ def test_default_size_has_enough_distinct_contents():
 def test_small_table_is_valid_and_complete(small, small_table):
     _, folder, _ = small
     t = small_table
-    assert validate_table(t.drop(columns=list(emb.METRICS))).shape[0] == len(t)
+    assert validate_table(t.drop(columns=[*emb.METRICS, "source"])).shape[0] == len(t)
+    # every content crop names the photo it was cut from (splits keep a photo on one side)
+    assert t.groupby("ref")["source"].nunique().eq(1).all() and set(t["source"]) <= {s.key for s in emb.SOURCES}
     assert set(t["dataset"]) == {"embedded"}
     n_refs = t["ref"].nunique()
     assert n_refs == 3

@@ -313,3 +313,18 @@ def test_paired_test_degenerate_and_bad_input():
         M.paired_test([1, np.nan], [2, 3])
     with pytest.raises(ValueError, match="alternative"):
         M.paired_test([1, 2], [2, 3], alternative="bigger")
+
+
+def test_cluster_bootstrap_resamples_contents_not_images():
+    # 8 contents x 40 images; predictions share a per-content offset, so images of a content are not independent
+    rng = np.random.default_rng(0)
+    contents = np.repeat(np.arange(8), 40)
+    mos = rng.uniform(0, 1, contents.size)
+    pred = mos + rng.normal(0, 0.6, 8)[contents] + rng.normal(0, 0.05, contents.size)
+    naive = M.bootstrap_ci(pred, mos, n_boot=400)
+    clustered = M.bootstrap_ci(pred, mos, n_boot=400, clusters=contents)
+    assert clustered[1] - clustered[0] > 2 * (naive[1] - naive[0])  # honest intervals are much wider here
+    assert clustered == M.bootstrap_ci(pred, mos, n_boot=400, clusters=contents)  # deterministic for a seed
+    assert np.isnan(M.bootstrap_ci(pred, mos, clusters=np.zeros(contents.size))).all()  # one content: no CI
+    with pytest.raises(ValueError, match="one label per item"):
+        M.bootstrap_ci(pred, mos, clusters=contents[:-1])

@@ -146,3 +146,23 @@ def test_subsample_train_only_and_reproducible():
         subsample_train(s)
     with pytest.raises(ValueError, match="n must be"):
         subsample_train(s, n=10_000)
+
+
+def test_a_source_photo_stays_on_one_side():
+    # 12 content crops cut from 6 photos: crops of one photo are not independent, so a split keeps photos whole
+    table = synthetic(n_refs=12)
+    table["source"] = [f"photo{int(r[1:]) // 2}" for r in table["ref"]]
+    source_of = dict(zip(table["name"], table["source"], strict=True))
+    for s in make_splits(table, n_splits=8, seed=0):
+        sides = [{source_of[n] for n in part} for part in (s.train, s.val, s.test)]
+        assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+        check_no_leakage(table, s)
+    by_ref = make_splits(table.drop(columns="source"), n_splits=1, seed=0)[0]
+    leaky = next(  # a ref-disjoint split of the same table that puts one photo on two sides
+        s
+        for s in make_splits(table.drop(columns="source"), n_splits=50, seed=1)
+        if {source_of[n] for n in s.test} & {source_of[n] for n in s.train}
+    )
+    check_no_leakage(table.drop(columns="source"), by_ref)  # by content alone it is fine...
+    with pytest.raises(LeakageError, match="photo"):
+        check_no_leakage(table, leaky)  # ...but not once the table says which photo each crop came from

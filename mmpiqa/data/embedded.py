@@ -540,6 +540,8 @@ def read_embedded(
         }
     )
     table = validate_table(table, source=f"embedded ({folder})")
+    # the photo each content crop was cut from: splits keep a photo on one side (mmpiqa.data.splits)
+    table["source"] = labels["source"].astype(str).to_numpy()
     if with_metrics:
         for m in METRICS:
             table[m] = labels[m].astype("float64").to_numpy()

@@ -4,7 +4,9 @@ Protocols (``by``):
 
 - ``"ref"``: reference-disjoint. Rows are grouped by their ``ref`` column and whole groups go to one part, so no
   reference content is seen on two sides (the protocol for synthetic-distortion datasets: LIVE, CSIQ, TID2013,
-  KADID-10k, the embedded benchmark). Fractions count references, not images.
+  KADID-10k, the embedded benchmark). Fractions count references, not images. When the table also has a
+  ``source`` column (the embedded benchmark: the photo a content crop was cut from), rows are grouped by it
+  instead, so two crops of one photo never sit on two sides either (`split_groups`).
 - ``"random"``: each image is its own group (authentic-distortion datasets: KonIQ, CLIVE, SPAQ, ...).
 - ``"official"``: the table's ``split`` column (e.g. KonIQ-10k's published split). If the dataset publishes no
   validation part, one is carved out of its training part with the seed (by reference when references repeat).
@@ -41,6 +43,7 @@ __all__ = [
     "load_splits",
     "make_splits",
     "save_splits",
+    "split_groups",
     "subsample_train",
 ]
 
@@ -131,6 +134,16 @@ def _assign(groups: np.ndarray, rng: np.random.Generator, fractions: tuple[float
     return part_of
 
 
+def split_groups(table: pd.DataFrame) -> np.ndarray:
+    """What a reference-disjoint split keeps on one side: the ``source`` photo when the table names one for
+    every row (crops of one photo are not independent), else the ``ref`` content."""
+    if "source" in table.columns:
+        source = table["source"].fillna("").astype(str).to_numpy()
+        if (source != "").all():
+            return source
+    return table["ref"].astype(str).to_numpy()
+
+
 def make_splits(
     table: pd.DataFrame,
     n_splits: int = 10,
@@ -154,7 +167,7 @@ def make_splits(
     if protocol not in PROTOCOLS:
         raise ValueError(f"by must be 'auto' or one of {PROTOCOLS}, got {by!r}")
     dataset = _dataset_name(table)
-    refs = table["ref"].astype(str).to_numpy()
+    refs = split_groups(table)
 
     if protocol == "official":
         return [_official(table, names, refs, seed, fr, dataset)]
@@ -209,7 +222,7 @@ def check_no_leakage(table: pd.DataFrame, split: Split) -> None:
                 where = part if seen[name] == part else f"{seen[name]} and {part}"
                 raise LeakageError(f"image {name!r} is listed twice (in {where})")
             seen[name] = part
-    ref_of = dict(zip(table["name"].astype(str), table["ref"].astype(str), strict=True))
+    ref_of = dict(zip(table["name"].astype(str), split_groups(table), strict=True))
     missing = [n for n in seen if n not in ref_of]
     if missing:
         raise ValueError(f"{len(missing)} split names are not in the table, e.g. {missing[0]!r}")
@@ -219,7 +232,8 @@ def check_no_leakage(table: pd.DataFrame, split: Split) -> None:
         if ref in side and side[ref][0] != part:
             first_part, first_name = side[ref]
             raise LeakageError(
-                f"reference {ref!r} is in both {first_part} ({first_name!r}) and {part} ({name!r})"
+                f"reference group {ref!r} (see split_groups) is in both "
+                f"{first_part} ({first_name!r}) and {part} ({name!r})"
             )
         side.setdefault(ref, (part, name))
 
