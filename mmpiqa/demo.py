@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmpiqa.backbone import OFFLINE_TAGS, offline_summary
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.experiment import RunResult, load_table, results_table, run
 
@@ -25,7 +26,7 @@ class DemoResult:
 
 def demo_configs(
     backbone: str = "tiny",
-    pretrained: str | None = None,
+    pretrained: str | None = "synthetic",
     epochs: int = 3,
     size: str = "default",
     splits: int = 1,
@@ -60,9 +61,15 @@ def banner(configs: list[RunConfig]) -> str:
     model = configs[0].model
     if model.pretrained is None:
         what = (
-            f"backbone '{model.backbone}' with RANDOM weights (seed {model.backbone_seed}): an offline teaching "
-            f"backbone, not real CLIP. Numbers show the method works end to end, not what CLIP achieves.\n"
-            f"  Real weights: mmpiqa demo --backbone ViT-B-16 --pretrained openai (needs the weights cached)."
+            f"backbone '{model.backbone}' with RANDOM weights (seed {model.backbone_seed}): the contrast arm, not "
+            f"CLIP. Numbers show the machinery works end to end, not what a pretrained model knows.\n"
+            f"  Teaching CLIP: mmpiqa demo (default); real weights: --backbone ViT-B-16 --pretrained openai."
+        )
+    elif (model.backbone, model.pretrained) in OFFLINE_TAGS:
+        what = (
+            f"backbone '{model.backbone}/{model.pretrained}': {offline_summary(model.backbone, model.pretrained)}."
+            f"\n  Real weights: mmpiqa demo --backbone ViT-B-16 --pretrained openai (needs the weights cached); "
+            f"random-weight contrast: --pretrained none."
         )
     else:
         what = f"backbone '{model.backbone}' with pretrained weights '{model.pretrained}'"
@@ -77,7 +84,7 @@ def run_demo(
     out: str | Path = "runs/demo",
     *,
     backbone: str = "tiny",
-    pretrained: str | None = None,
+    pretrained: str | None = "synthetic",
     epochs: int = 3,
     size: str = "default",
     splits: int = 1,

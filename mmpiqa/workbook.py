@@ -11,11 +11,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmpiqa.backbone import OFFLINE_CONFIGS, cached_weights, hub_offline
+from mmpiqa.backbone import OFFLINE_CONFIGS, OFFLINE_TAGS, cached_weights, hub_offline, offline_summary
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 REAL_BACKBONE = ("ViT-B-16", "openai")  # what backbone="auto" uses when its weights can be had
-OFFLINE_BACKBONE = ("tiny", None)
+OFFLINE_BACKBONE = ("tiny", "synthetic")  # the teaching CLIP mmpiqa pretrained itself (never random weights)
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,26 @@ class Backbone:
 
     @property
     def is_real(self) -> bool:
-        return self.pretrained is not None
+        """Real CLIP weights (an open_clip tag or a local file), not an offline teaching backbone."""
+        return self.pretrained is not None and (self.name, self.pretrained) not in OFFLINE_TAGS
+
+    @property
+    def is_teaching_clip(self) -> bool:
+        return (self.name, self.pretrained) in OFFLINE_TAGS
 
     def banner(self) -> str:
         if self.is_real:
             return (
                 f"BACKBONE: {self.name} with pretrained weights '{self.pretrained}' ({self.reason}).\n"
                 f"Numbers below are real CLIP features."
+            )
+        if self.is_teaching_clip:
+            return (
+                f"BACKBONE: '{self.name}' / '{self.pretrained}' ({self.reason}).\n"
+                f"{offline_summary(self.name, self.pretrained)}.\n"
+                f"Its lessons are real but small-scale: it knows procedural images and damage words, not photos. "
+                f"For real CLIP set backbone='ViT-B-16', pretrained='openai'; for the random-weight contrast, "
+                f"backbone='tiny', pretrained=''."
             )
         return (
             f"BACKBONE: '{self.name}' with RANDOM weights ({self.reason}).\n"
@@ -52,7 +65,8 @@ def _hub_reachable(timeout: float = 1.5) -> bool:
 
 def choose_backbone(backbone: str = "auto", pretrained: str | None = None) -> Backbone:
     """Resolve a notebook's `backbone` parameter. 'auto': real CLIP if its weights are cached or can be fetched,
-    else the offline tiny config. Never waits: HF_HUB_OFFLINE=1 or no route to the hub decides at once."""
+    else the offline teaching CLIP (tiny, pretrained by mmpiqa on a synthetic corpus), never random weights.
+    Never waits: HF_HUB_OFFLINE=1 or no route to the hub decides at once."""
     if backbone != "auto":
         reason = "chosen explicitly" if pretrained or backbone not in OFFLINE_CONFIGS else "offline config"
         return Backbone(backbone, pretrained, reason)
