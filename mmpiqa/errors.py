@@ -13,6 +13,7 @@ caller would expect (`ValueError`, `OSError`, ...), so ``except ValueError`` kee
         CheckpointMismatch                     learned on another backbone or config
       WeightsUnavailable, UnsupportedBackbone  mmpiqa.backbone
       WriteError           mmpiqa.io           an output file could not be written (disk full, read-only, ...)
+      MissingFileError     here                a file or folder the user named does not exist
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 
 class InputError(Exception):
     """Something the user gave (or the disk holds) is wrong; the message names it and the fix."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder the user named (weights, run folder, checkpoint) is not there."""
 
 
 def not_a_file(path: str | os.PathLike) -> str | None:
