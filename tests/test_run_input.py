@@ -101,6 +101,19 @@ def finished(tmp_path_factory):
     return folder
 
 
+def test_a_repeat_run_is_identical_after_the_checks_built_their_model(tmp_path, finished):
+    """check_run builds a model before the run: the run's own random stream must not see it."""
+    from safetensors.torch import load_file
+
+    with pytest.warns(UserWarning):
+        assert train(tmp_path, finished.parent.parent / "data" / "meta.csv") == 0
+    again = tmp_path / finished.name
+    for name in ("split-00/predictions.csv", "metrics.json"):
+        assert (again / name).read_text() == (finished / name).read_text(), name
+    first, second = (load_file(f / "split-00" / "prompts.safetensors") for f in (finished, again))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
 def test_non_finite_prompts_are_refused_with_the_file_named(tmp_path):
     model = build_model(ModelConfig(backbone="micro"))
     with torch.no_grad():
