@@ -74,7 +74,9 @@ def read_metacsv(
     problem = not_a_file(path)
     if problem:
         what = "not found" if problem == "does not exist" else problem
-        raise DatasetFormatError(f"metacsv: CSV file {path} {what}; give the meta CSV file (--root or --csv).")
+        raise DatasetFormatError(
+            f"metacsv: CSV file {path} {what}; give the meta CSV file (--root or --csv)."
+        )
     base = Path(image_root).expanduser() if image_root is not None else base
     sniff(path, "csv")
     df = _read_any_sep(path)
