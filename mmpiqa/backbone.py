@@ -28,6 +28,8 @@ import open_clip
 import torch
 from open_clip.transformer import VisionTransformer
 
+from mmpiqa.errors import InputError, MissingFileError
+
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 # short name -> open_clip registry name of the configs shipped in `model_configs/`
 OFFLINE_CONFIGS: dict[str, str] = {"tiny": "mmpiqa-tiny", "micro": "mmpiqa-micro"}
@@ -48,11 +50,11 @@ OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthet
 open_clip.add_model_config(CONFIG_DIR)
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(InputError, RuntimeError):
     """Pretrained weights were asked for and cannot be had; the message says how to provide them."""
 
 
-class UnsupportedBackbone(ValueError):
+class UnsupportedBackbone(InputError, ValueError):
     """The open_clip model has a layout the prompted encoders do not handle."""
 
 
@@ -186,7 +188,7 @@ def _resolve_local(name: str, path: Path) -> tuple[str, str | None]:
     for candidate in CHECKPOINT_NAMES:
         if (path / candidate).is_file():
             return registry_name(name), str(path / candidate)
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"Folder {path} holds no open_clip checkpoint: expected one of {', '.join(CHECKPOINT_NAMES)} "
         f"(optionally with open_clip_config.json). Point --pretrained at the checkpoint file itself."
     )
@@ -209,7 +211,7 @@ def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Mod
     if _looks_like_path(pretrained):
         path = Path(pretrained).expanduser()
         if not path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"pretrained={pretrained!r} looks like a path but does not exist. Give the checkpoint file or the "
                 f"folder holding it, or a tag from open_clip.list_pretrained_tags_by_model('{name}')."
             )
@@ -294,7 +296,7 @@ def load_backbone(
     """
     known = set(open_clip.list_models()) | set(OFFLINE_CONFIGS)
     if name not in known:
-        raise ValueError(
+        raise UnsupportedBackbone(
             f"Unknown backbone '{name}'. Offline configs: {', '.join(OFFLINE_CONFIGS)}; open_clip models include "
             f"ViT-B-32, ViT-B-16, ViT-L-14 (see open_clip.list_models())."
         )

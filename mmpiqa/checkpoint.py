@@ -16,13 +16,18 @@ from safetensors.torch import save_file
 
 from mmpiqa.backbone import BackboneIdentity
 from mmpiqa.config import ModelConfig
+from mmpiqa.errors import InputError, MissingFileError, not_a_file
 from mmpiqa.io import atomic_write
 from mmpiqa.model import PromptedCLIP, build_model
 
 FORMAT = "mmpiqa-prompts/1"
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointError(InputError, ValueError):
+    """A file is not a usable prompt checkpoint (not one at all, damaged metadata, non-finite tensors)."""
+
+
+class CheckpointMismatch(CheckpointError):
     """The checkpoint was learned on another backbone or with another model config."""
 
 
@@ -41,21 +46,35 @@ def save_prompts(model: PromptedCLIP, path: str | Path, extra: dict | None = Non
 def read_prompts(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig, BackboneIdentity, dict]:
     """The tensors, model config, backbone identity and extra metadata stored in a prompt checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No prompt checkpoint at {path}")
+    problem = not_a_file(path)
+    if problem:
+        raise MissingFileError(f"{path}: the prompt checkpoint {problem}; is the run finished?")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a safetensors prompt checkpoint ({error})") from error
+        raise CheckpointError(f"{path} is not a safetensors prompt checkpoint ({error})") from error
     if metadata.get("format") != FORMAT:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is a safetensors file but not an mmpiqa prompt checkpoint (format {FORMAT})"
         )
-    config = ModelConfig.from_dict(json.loads(metadata["model_config"]), where=f"{path}:model_config")
-    identity = BackboneIdentity(**json.loads(metadata["backbone"]))
-    return tensors, config, identity, json.loads(metadata.get("extra", "{}"))
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: tensor(s) {bad} hold NaN or infinite values (training diverged before this was saved); "
+            "retrain with a lower train.lr, or use another split's checkpoint."
+        )
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["model_config"]), where=f"{path}:model_config")
+        identity = BackboneIdentity(**json.loads(metadata["backbone"]))
+        extra = json.loads(metadata.get("extra", "{}"))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: the checkpoint's metadata is damaged ({type(error).__name__}: {error}); retrain this "
+            "split or restore the file."
+        ) from error
+    return tensors, config, identity, extra
 
 
 def load_prompts(

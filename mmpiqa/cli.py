@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
 import mmpiqa
+from mmpiqa.errors import InputError
+
+DEBUG_ENV = "MMPIQA_DEBUG"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -84,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _run_config(args)
     result = run(config, args.out, splits=args.splits, progress=not args.quiet)
     if world_info()[0] == 0:  # under torchrun, one table
+        if result.metrics.get("skipped_images"):
+            print(f"skipped {result.metrics['skipped_images']} unreadable image(s); listed in skipped.json")
         print(format_table(results_table([result])))
         print(f"run folder: {result.folder}")
     return 0
@@ -95,8 +101,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mmpiqa.config import DataConfig
     from mmpiqa.experiment import evaluate_run
 
-    data = DataConfig(dataset=args.dataset, root=args.root, size=args.size)
+    data = DataConfig(
+        dataset=args.dataset, root=args.root, size=args.size, skip_unreadable=args.skip_unreadable
+    )
     result = evaluate_run(args.run, data, progress=not args.quiet)
+    if result["skipped_images"]:
+        print(f"skipped {result['skipped_images']} unreadable image(s) (--skip-unreadable)")
     s = result["summary"]
     print(
         f"{args.run} on {args.dataset} ({result['n_images']} images, {len(result['per_split'])} split model(s)):"
@@ -190,6 +200,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if not table["status"].str.startswith(("failed", "missing")).any() else 1
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _model_tag(text: str) -> tuple[str, str]:
     name, _, tag = text.partition(":")
     if not tag:
@@ -202,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmpiqa", description="Multi-modal prompt learning on blind image quality assessment (MP-IQE)."
     )
     parser.add_argument("--version", action="version", version=f"mmpiqa {mmpiqa.__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of errors in your input too (or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="versions, device, offline backbones and which weights are cached")
@@ -236,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a field, e.g. --set model.visual_depth=3 --set train.epochs=10",
     )
     train.add_argument("--out", default="runs")
-    train.add_argument("--splits", type=int, default=None, help="run only the first N splits")
+    train.add_argument("--splits", type=_positive, default=None, help="run only the first N splits")
     _backbone_args(train)
     train.set_defaults(func=cmd_train)
 
@@ -246,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--root", default=None, help="the dataset's folder (not needed for 'embedded')")
     evaluate.add_argument("--size", default="default", help="embedded benchmark size")
     evaluate.add_argument("--json", action="store_true", help="also print the full result as JSON")
+    evaluate.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out unreadable images (counted) instead of failing",
+    )
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -345,10 +375,18 @@ def _backbone_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command. An error in the user's input (`mmpiqa.errors.InputError`: config, data, weights,
+    checkpoint, output folder) prints one ``error: ...`` line and exits 2; --debug or MMPIQA_DEBUG=1 shows its
+    traceback. Anything else is a bug and keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except InputError as error:
+        if args.debug or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         import torch.distributed as dist
 

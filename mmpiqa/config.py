@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmpiqa.errors import InputError, not_a_file
 from mmpiqa.labels import ANTONYMS, DISTORTION_GROUPS, QUALITY_LEVELS, SCENE_CLASSES
 
 C = TypeVar("C", bound="ConfigBase")
@@ -23,8 +25,11 @@ HEADS = ("levels", "antonym", "xattn")
 XATTN_PRIORS = ("levels", "none")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field and what is allowed."""
+MAX_SPLITS = 1000  # more random splits add nothing to a median or a CI and make splits.json huge
+
+
+class ConfigError(InputError, ValueError):
+    """A config value is invalid; the message names the field (or file) and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,10 @@ class ConfigBase:
         kwargs = {}
         for name, value in data.items():
             kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ConfigError as error:
+            raise (ConfigError(f"{where}: {error}") if where else error) from None
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
@@ -68,17 +76,43 @@ class ConfigBase:
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
         path = Path(path)
-        text = path.read_text()
+        problem = not_a_file(path)
+        if problem:
+            raise ConfigError(f"{path}: the config file {problem}; give the path of a YAML or JSON config.")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"{path}: cannot read the config file ({error}); save it as UTF-8 text."
+            ) from error
         if path.suffix == ".json":
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ConfigError(
+                    f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the "
+                    "file, or delete it and start the run again."
+                ) from error
         else:
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as error:
+                raise ConfigError(
+                    f"{path}: not valid YAML ({_yaml_problem(error)}); fix the file."
+                ) from error
         return cls.from_dict(data, where=str(path))
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
+
+
+def _yaml_problem(error: Exception) -> str:
+    """One line from a PyYAML error: where and what."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + (getattr(error, "problem", None) or type(error).__name__)
 
 
 def _plain(value: Any) -> Any:
@@ -121,6 +155,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads 1e-3 (no dot) as a string; accept every spelling Python's float() does
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if hint in (int, float, str, bool):
         if isinstance(value, bool) and hint is not bool:
             raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
@@ -203,6 +243,10 @@ class ModelConfig(ConfigBase):
             raise ConfigError("coupled=True needs visual prompts: set visual_depth to 1 or more")
         if self.coupled and self.text_depth == 0:
             raise ConfigError("coupled=True maps the learned text context: set text_depth >= 1")
+        if self.head_heads < 1 or self.head_hidden < 1:
+            raise ConfigError(
+                f"head_heads={self.head_heads}, head_hidden={self.head_hidden}: at least 1 each"
+            )
         for name in ("quality_template", "scene_template", "distortion_template"):
             if getattr(self, name).count("{}") != 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must contain exactly one '{{}}'")
@@ -244,8 +288,12 @@ class DataConfig(ConfigBase):
             raise ConfigError(
                 f"fractions={self.fractions}: three positive numbers (train, val, test) summing to 1"
             )
-        if self.n_splits < 1:
-            raise ConfigError(f"n_splits={self.n_splits}: at least 1")
+        if not 1 <= self.n_splits <= MAX_SPLITS:
+            raise ConfigError(f"n_splits={self.n_splits}: between 1 and {MAX_SPLITS}")
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ConfigError(
+                f"crop_size={self.crop_size}: null (the backbone's input size) or its size in px"
+            )
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
             raise ConfigError(f"train_fraction={self.train_fraction}: in (0, 1], or None for all")
         if self.test_crop not in ("center", "grid", "resize"):
@@ -278,6 +326,16 @@ class TrainConfig(ConfigBase):
             raise ConfigError("epochs >= 1 and batch_size >= 2 (pairwise losses need two images)")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup={self.warmup}: a fraction of all steps in [0, 1)")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr}: a positive number such as 2e-3")
+        for name in ("weight_decay", "grad_clip", "quality_weight", "scene_weight", "distortion_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(
+                    f"{name}={value}: a number >= 0" + (" (0: off)" if name == "grad_clip" else "")
+                )
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers}: 0 (load in the main process) or more")
         if self.quality_loss not in ("fidelity", "l1", "mse", "plcc"):
             raise ConfigError(f"quality_loss={self.quality_loss!r}: 'fidelity', 'l1', 'mse' or 'plcc'")
 
@@ -315,7 +373,13 @@ class RunConfig(ConfigBase):
         data = self.to_dict()
         for key, value in items:
             if isinstance(value, str) and not isinstance(assignments, dict):
-                value = yaml.safe_load(value)
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError as error:
+                    raise ConfigError(
+                        f"--set {key}={value}: not a value YAML can read ({_yaml_problem(error)}); quote text, "
+                        "write lists as [a, b]"
+                    ) from None
             section, _, field_name = key.partition(".")
             if not field_name:
                 if section != "name":

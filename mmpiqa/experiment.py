@@ -3,6 +3,7 @@
     <out>/<name>-<config hash>/
         config.json           the RunConfig (what papermill, --set and sweep grids fill in)
         splits.json           exactly which images were train / val / test in each split
+        skipped.json          only with data.skip_unreadable: the unreadable images left out, and why
         split-00/             prompts.safetensors (best on val), last.safetensors (resume), predictions.csv,
                               metrics.json (val at the selected epoch, test, history)
         metrics.json          per split and summary (median, mean ± std, bootstrap CI) for val and test
@@ -22,15 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mmpiqa import metrics
-from mmpiqa.checkpoint import load_prompts
-from mmpiqa.config import DataConfig, RunConfig
+from mmpiqa.checkpoint import CheckpointError, load_prompts
+from mmpiqa.config import ConfigError, DataConfig, RunConfig
 from mmpiqa.data.crops import CropPolicy
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.data.readers import read_dataset
 from mmpiqa.data.splits import Split, check_no_leakage, load_splits, make_splits, save_splits, subsample_train
-from mmpiqa.io import atomic_write_json
+from mmpiqa.errors import MissingFileError
+from mmpiqa.io import atomic_write_json, writing
 from mmpiqa.model import PromptedCLIP, build_model
 from mmpiqa.train import (
     BEST_FILE,
@@ -44,6 +47,7 @@ from mmpiqa.train import (
 )
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "plcc_logistic", "rmse")
+SKIPPED_FILE = "skipped.json"  # the images data.skip_unreadable dropped: name, path, reason
 
 
 @dataclass
@@ -62,12 +66,23 @@ def run_folder(config: RunConfig, out: str | Path) -> Path:
 
 
 def load_table(data: DataConfig, progress: bool = True) -> pd.DataFrame:
+    """The dataset's table with every image decoded once, so a corrupt file is found before the first step.
+
+    With ``data.skip_unreadable`` unreadable images are dropped and listed in ``table.attrs['skipped']``;
+    otherwise the first problem is a `DatasetFormatError` naming the files."""
     options = {"size": data.size, "progress": progress} if data.dataset == "embedded" else {}
-    return read_dataset(data.dataset, data.root, skip_unreadable=data.skip_unreadable, **options)
+    return read_dataset(
+        data.dataset, data.root, skip_unreadable=data.skip_unreadable, check_images=True, **options
+    )
 
 
 def crop_policies(data: DataConfig, model: PromptedCLIP) -> tuple[CropPolicy, CropPolicy]:
-    size = data.crop_size or model.image_size
+    if data.crop_size is not None and data.crop_size != model.image_size:
+        raise ConfigError(
+            f"data.crop_size={data.crop_size}: the backbone {model.identity.name} takes {model.image_size} px "
+            f"images (its position embeddings are fixed); set data.crop_size={model.image_size} or null."
+        )
+    size = model.image_size
     train = CropPolicy(kind="random", size=size, n=data.train_crops)
     test = CropPolicy(kind=data.test_crop, size=size, n=data.test_crops if data.test_crop == "grid" else 1)
     return train, test
@@ -101,8 +116,11 @@ class RunLog:
             print(message, flush=True)
         if not self.write:
             return
-        with open(self.path, "a") as handle:
-            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}\n")
+        except OSError as error:
+            raise writing(self.path, error) from error
 
 
 def run(
@@ -120,17 +138,28 @@ def run(
     `on_epoch(row)` is called after every training epoch with the history row (e.g. a live plot)."""
     folder = run_folder(config, out)
     if (folder / "metrics.json").is_file():
-        stored = json.loads((folder / "metrics.json").read_text())
+        stored = read_json(folder / "metrics.json")
         if echo:
             print(f"{folder}: complete, skipped (delete the folder to run it again)")
         return RunResult(folder, config, stored, skipped=True)
+    check_run(config, splits)
     device = init_distributed() or resolve_device(config.train.device)
     main = world_info()[0] == 0  # under torchrun only rank 0 writes
-    folder.mkdir(parents=True, exist_ok=True)
+    table = table if table is not None else load_table(config.data, progress=progress)
+    # everything the user can get wrong is checked by now: only from here on is the folder written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise writing(folder, error) from error
     if main:
         config.save(folder / "config.json")
     log = RunLog(folder / "log.txt", echo=echo and main, write=main)
-    table = table if table is not None else load_table(config.data, progress=progress)
+    skipped = table.attrs.get("skipped", [])
+    if skipped and main:
+        atomic_write_json(folder / SKIPPED_FILE, skipped)
+        log(
+            f"skipped {len(skipped)} unreadable image(s) (data.skip_unreadable=true); listed in {SKIPPED_FILE}"
+        )
     split_file = folder / "splits.json"
     if split_file.is_file():
         all_splits = load_splits(split_file)
@@ -158,6 +187,7 @@ def run(
         "key": config.key(),
         "backbone": per_split[0]["backbone"],
         "data": f"{config.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
+        "skipped_images": len(skipped),
         "per_split": per_split,
         "summary": summarise_splits(per_split),
     }
@@ -169,6 +199,28 @@ def run(
         f"over {len(per_split)} split(s)"
     )
     return RunResult(folder, config, result)
+
+
+def check_run(config: RunConfig, splits: int | None = None) -> None:
+    """What the run config cannot check alone, before any file exists: the split count, and the model itself.
+
+    The model is built once (on the CPU, outside the global random state), so an unknown backbone, missing
+    weights, a prompt depth beyond the towers or a crop size the backbone cannot take fail here."""
+    if splits is not None and not 1 <= splits <= config.data.n_splits:
+        raise ConfigError(f"--splits {splits}: between 1 and data.n_splits={config.data.n_splits}")
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config.model, device="cpu")
+    crop_policies(config.data, model)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a run folder; damage names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: not valid JSON ({error}); delete the file (a run folder rebuilds it) or restore it."
+        ) from error
 
 
 def summarise_splits(per_split: list[dict]) -> dict:
@@ -193,7 +245,7 @@ def _single(split_metrics: dict, part: str, metric: str) -> dict:
 
 def _run_split(config, table, split, index, folder: Path, device, log, progress, on_epoch=None) -> dict:
     if (folder / "metrics.json").is_file():
-        return json.loads((folder / "metrics.json").read_text())
+        return read_json(folder / "metrics.json")
     check_no_leakage(table, split)
     seed = config.train.seed + index
     seed_everything(seed)
@@ -291,17 +343,15 @@ def save_predictions(path: Path, table: pd.DataFrame, dataset: IQADataset, pred:
 def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) -> dict:
     """Evaluate every split's best prompts of a finished run on all images of another dataset."""
     folder = Path(folder)
-    config = RunConfig.load(folder / "config.json")
+    config = read_run_config(folder)
     table = load_table(data, progress=progress)
     device = resolve_device(config.train.device)
     results = []
     for split_dir in sorted(folder.glob("split-*")):
         checkpoint = split_dir / BEST_FILE
-        model = (
-            load_prompts(checkpoint, device=device)
-            if checkpoint.is_file()
-            else build_model(config.model, device=device)
-        )
+        model = build_model(config.model, device=device)
+        if checkpoint.is_file():  # refused when learned on another backbone than config.json names
+            load_prompts(checkpoint, model)
         _, test_policy = crop_policies(data, model)
         dataset = IQADataset(
             table,
@@ -313,11 +363,12 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
         pred = predict(model, dataset, device=device, progress=progress)
         results.append(part_metrics(pred, table, dataset))
     if not results:
-        raise FileNotFoundError(f"{folder} holds no split-*/ folders: is it a run folder?")
+        raise MissingFileError(f"{folder} holds no split-*/ folders: is it a run folder?")
     return {
         "run": str(folder),
         "dataset": data.dataset,
         "n_images": len(table),
+        "skipped_images": len(table.attrs.get("skipped", [])),
         "per_split": results,
         "summary": {
             m: metrics.summarise([r[m] for r in results])
@@ -330,6 +381,13 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             for m in METRIC_NAMES
         },
     }
+
+
+def read_run_config(folder: Path) -> RunConfig:
+    """The RunConfig of a run folder; a folder without one is named as not being a run folder."""
+    if not (folder / "config.json").exists():
+        raise MissingFileError(f"{folder} has no config.json: give a run folder (made by `mmpiqa train`).")
+    return RunConfig.load(folder / "config.json")
 
 
 def results_table(folders: list[Path] | list[RunResult], part: str = "test") -> pd.DataFrame:

@@ -1,35 +1,72 @@
-"""Atomic file writes: a reader never sees a half-written file, an interrupted writer leaves the old one."""
+"""Atomic file writes: a reader never sees a half-written file, an interrupted writer leaves the old one.
+
+Files get the permissions of any other file the user creates (0666 less the umask), not tempfile's 0600. A write
+that fails for a reason the user can fix (disk full, read-only folder, no permission) raises `WriteError`
+naming the path.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from mmpiqa.errors import InputError
+
+# errors of the place written to, not of the program: say which path and what to do
+_USER_FIXABLE = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
+
+
+class WriteError(InputError, OSError):
+    """An output file could not be written; the message names the path and the fix."""
+
+
+def writing(path: Path, error: OSError) -> OSError:
+    """`error` as a `WriteError` naming `path` when the user can fix it, else unchanged."""
+    if error.errno not in _USER_FIXABLE:
+        return error
+    return WriteError(
+        f"cannot write {path}: {error.strerror or error}. Free some disk space, or choose an output folder "
+        "you can write to (--out).",
+    )
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: never follow or reuse someone else's file; mode 0o666 lets the kernel apply the umask
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         write(tmp_path)
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise writing(path, error) from error
         raise
     return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:

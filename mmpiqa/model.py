@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpiqa.backbone import BackboneIdentity, load_backbone, tokenizer_for
-from mmpiqa.config import ModelConfig
+from mmpiqa.config import ConfigError, ModelConfig
 from mmpiqa.heads import CrossAttentionHead, antonym_probability, expected_level
 from mmpiqa.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
 
@@ -38,13 +38,15 @@ class PromptedCLIP(nn.Module):
         n_blocks = len(clip.visual.transformer.resblocks)
         self.visual_depth = n_blocks if config.visual_depth == -1 else config.visual_depth
         if self.visual_depth > n_blocks:
-            raise ValueError(
-                f"visual_depth={config.visual_depth} exceeds the image tower's {n_blocks} blocks"
+            raise ConfigError(
+                f"model.visual_depth={config.visual_depth} exceeds the image tower's {n_blocks} blocks of "
+                f"{identity.name}: choose 0..{n_blocks}, or -1 for all"
             )
         n_text_blocks = len(clip.transformer.resblocks)
         if config.text_depth > n_text_blocks:
-            raise ValueError(
-                f"text_depth={config.text_depth} exceeds the text tower's {n_text_blocks} blocks"
+            raise ConfigError(
+                f"model.text_depth={config.text_depth} exceeds the text tower's {n_text_blocks} blocks of "
+                f"{identity.name}: choose 0..{n_text_blocks}"
             )
         device = clip.logit_scale.device
         self.text = TextPrompts(
@@ -58,12 +60,12 @@ class PromptedCLIP(nn.Module):
         self.visual = None
         if self.visual_depth:
             if config.coupled and config.text_depth < self.visual_depth:
-                raise ValueError(
+                raise ConfigError(
                     f"coupled=True maps the text context of each layer: text_depth ({config.text_depth}) must be "
                     f">= visual_depth ({self.visual_depth})"
                 )
             if config.coupled and config.n_vis != self.text.n_ctx:
-                raise ValueError(
+                raise ConfigError(
                     f"coupled=True: n_vis ({config.n_vis}) must equal the number of context tokens "
                     f"({self.text.n_ctx}) because each visual token is a map of one text token"
                 )
@@ -118,9 +120,37 @@ class PromptedCLIP(nn.Module):
 
     # --- encoders ---------------------------------------------------------------------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be RGB (B, 3, H, W) in [0, 1]; got shape {tuple(images.shape)}")
+        """Check what enters the image tower, then normalise with the backbone's mean and std."""
+        self.check_images(images)
         return (images - self.mean) / self.std
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Refuse a batch that is not float RGB (B, 3, S, S) in [0, 1] at S = `image_size`, saying how to get
+        there. One min/max pass over the batch: cheap beside the image tower."""
+        s = self.image_size
+        how = (
+            f"Load files with mmpiqa.data.images.load_rgb (float RGB in [0, 1]) and cut them to {s} px with "
+            f"mmpiqa.data.crops.crop(image, CropPolicy('center', {s})) (or 'grid', 'resize')."
+        )
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"images must be a torch.Tensor (B, 3, {s}, {s}); got {type(images).__name__}. {how}"
+            )
+        if not images.is_floating_point():
+            raise TypeError(
+                f"images must be floating point in [0, 1]; got {images.dtype} (divide 8-bit images by 255). {how}"
+            )
+        if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (s, s):
+            raise ValueError(
+                f"images must be RGB (B, 3, {s}, {s}) for {self.identity.name}; got shape {tuple(images.shape)}. {how}"
+            )
+        if images.numel():
+            low, high = torch.aminmax(images.detach())
+            if not (low >= 0 and high <= 1):  # also false for NaN
+                raise ValueError(
+                    f"images must hold values in [0, 1] (normalisation happens inside the model); got "
+                    f"{low.item():.3g}..{high.item():.3g}. {how}"
+                )
 
     def visual_prompts(self) -> list[torch.Tensor]:
         return self.visual.layer_prompts(self.text) if self.visual is not None else []

@@ -10,10 +10,11 @@ import pandas as pd
 import torch
 
 from mmpiqa.checkpoint import load_prompts
-from mmpiqa.config import RunConfig
 from mmpiqa.data.crops import crop
 from mmpiqa.data.images import load_rgb
-from mmpiqa.experiment import crop_policies
+from mmpiqa.errors import MissingFileError
+from mmpiqa.experiment import crop_policies, read_run_config
+from mmpiqa.model import build_model
 from mmpiqa.train import BEST_FILE, resolve_device
 
 
@@ -22,12 +23,14 @@ def predict_images(run: str | Path, images: list[str | Path], split: int = 0) ->
     folder = Path(run)
     checkpoint = folder / f"split-{split:02d}" / BEST_FILE
     if not checkpoint.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{checkpoint} not found: is {folder} a finished run folder with split {split}? "
             f"(zero-shot runs have no prompts to load; evaluate them with `mmpiqa eval`)"
         )
-    config = RunConfig.load(folder / "config.json")
-    model = load_prompts(checkpoint, device=resolve_device(config.train.device)).eval()
+    config = read_run_config(folder)
+    # built from config.json: prompts learned on another backbone are refused, not scored
+    model = load_prompts(checkpoint, build_model(config.model, device=resolve_device(config.train.device)))
+    model.eval()
     _, policy = crop_policies(config.data, model)
     device = next(model.parameters()).device
     text = model.text_features()

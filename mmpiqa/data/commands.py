@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmpiqa.data.images import ImageReadError
 from mmpiqa.data.info import DATASETS, DatasetInfo
-from mmpiqa.data.readers import DatasetFormatError, read_dataset
+from mmpiqa.data.readers import read_dataset
+from mmpiqa.errors import InputError
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "data" / "cards"
 
@@ -130,7 +130,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             table = read_dataset(
                 args.name, args.root, skip_unreadable=True, check_images=args.check_images, **options
             )
-    except (DatasetFormatError, ImageReadError) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     notes = [str(w.message) for w in caught if "skipped" not in str(w.message)]

@@ -14,9 +14,15 @@ Conversions, all explicit:
 EXIF orientation is **not** applied by default: the pixels are used as stored, as the IQA datasets' own tools
 do; pass ``exif_transpose=True`` to rotate as a viewer would.
 
-A file that cannot be fully decoded (missing, truncated, not an image, an HTML error page saved under an image
-name) raises `ImageReadError`, naming the file and the fix. Nothing is silently padded: Pillow's
-``ImageFile.LOAD_TRUNCATED_IMAGES`` is held at False while a file is decoded, even if another library set it.
+A file that cannot be fully decoded (missing, not a regular file, truncated, not an image, an HTML error page saved
+under an image name, a decoder failure of any kind) raises `ImageReadError`, naming the file and the fix; the
+file's contents are never echoed. Nothing is silently padded: Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is held
+at False while a file is decoded, even if another library set it.
+
+**What one image may cost** is bounded before its pixels are decoded (the size is in the header): at most
+`MAX_PIXELS` pixels (a float32 RGB copy of that is 600 MB) and a long side at most `MAX_ASPECT` times the short
+side (crops upscale the short side to the crop size, so a 4000 x 1 strip would become 224 x 896,000). Larger
+files raise `ImageReadError`; downscale them first, or raise the module constants if the memory is there.
 """
 
 from __future__ import annotations
@@ -31,7 +37,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageInfo", "ImageReadError", "check_image", "load_rgb", "strict_truncation", "to_rgb_array"]
+from mmpiqa.errors import InputError, not_a_file
+
+__all__ = [
+    "MAX_ASPECT",
+    "MAX_PIXELS",
+    "ImageInfo",
+    "ImageReadError",
+    "check_image",
+    "load_rgb",
+    "strict_truncation",
+    "to_rgb_array",
+]
+
+MAX_PIXELS = 50_000_000  # 8K x 6K; the largest IQA photos (SPAQ, 4000 x 4000) are a third of it
+MAX_ASPECT = 16.0  # long side / short side
 
 _FIX = (
     "Fix: re-download or re-extract this file (a split archive must be joined before unzipping), "
@@ -58,7 +78,7 @@ _EIGHT_BIT_MODES = (
 _MODE_FIX = "Convert it to 8- or 16-bit RGB or grey first."
 
 
-class ImageReadError(OSError):
+class ImageReadError(InputError, OSError):
     """An image file is missing or cannot be decoded. The message names the file and the fix."""
 
 
@@ -74,23 +94,48 @@ class ImageInfo:
 
 def _open_loaded(path: str | os.PathLike) -> Image.Image:
     p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"{p}: no such image file. {_FIX}")
+    problem = not_a_file(p)
+    if problem:
+        reason = "no such image file" if problem == "does not exist" else f"the image path {problem}"
+        raise ImageReadError(f"{p}: {reason}. {_FIX}")
     with strict_truncation():
         try:
             img = Image.open(p)
-            img.load()
         except UnidentifiedImageError as exc:
             raise ImageReadError(f"{p}: not an image Pillow can identify ({_head(p)}). {_FIX}") from exc
         except Image.DecompressionBombError as exc:
+            raise ImageReadError(f"{p}: {exc}. Downscale it first.") from exc
+        except Exception as exc:  # a damaged header can raise anything from the format plugin
+            raise ImageReadError(f"{p}: cannot read the header ({type(exc).__name__}). {_FIX}") from exc
+        try:
+            _check_cost(p, img.size)
+            img.load()
+        except ImageReadError:
+            img.close()
+            raise
+        except Exception as exc:  # OSError for truncation; MemoryError, struct.error, ... for damaged codecs
+            img.close()
             raise ImageReadError(
-                f"{p}: {exc}. Raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted."
-            ) from exc
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageReadError(
-                f"{p}: cannot decode ({exc}); the file is truncated or corrupt. {_FIX}"
+                f"{p}: cannot decode ({type(exc).__name__}: {exc}); the file is truncated or corrupt. {_FIX}"
             ) from exc
     return img
+
+
+def _check_cost(p: Path, size: tuple[int, int]) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageReadError(f"{p}: the header says {w} x {h} pixels. {_FIX}")
+    if w * h > MAX_PIXELS:
+        raise ImageReadError(
+            f"{p}: {w} x {h} = {w * h / 1e6:.0f} M pixels, more than MAX_PIXELS = {MAX_PIXELS / 1e6:.0f} M that "
+            "one image may use. Downscale it first (or raise mmpiqa.data.images.MAX_PIXELS)."
+        )
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageReadError(
+            f"{p}: {w} x {h} pixels, an aspect ratio beyond {MAX_ASPECT:g}:1; square crops of such a strip "
+            "would be mostly upscaled pixels. Crop it to a normal shape first (or raise "
+            "mmpiqa.data.images.MAX_ASPECT)."
+        )
 
 
 @contextmanager
@@ -116,7 +161,7 @@ def _head(p: Path) -> str:
         return "the file is empty"
     if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "it is an HTML page, probably a failed download"
-    return f"first bytes {head[:8]!r}"
+    return f"an unknown format, {p.stat().st_size} bytes"  # never the bytes themselves: they may be anyone's
 
 
 def check_image(path: str | os.PathLike) -> ImageInfo:
@@ -135,9 +180,16 @@ def load_rgb(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.
     """Read an image as a float32 tensor (3, H, W) in [0, 1]; see the module docstring for the conversions."""
     img = _open_loaded(path)
     with img:
-        if exif_transpose:
-            img = ImageOps.exif_transpose(img)
-        arr = to_rgb_array(img, source=str(path))
+        try:
+            if exif_transpose:
+                img = ImageOps.exif_transpose(img)
+            arr = to_rgb_array(img, source=str(path))
+        except ImageReadError:
+            raise
+        except Exception as exc:  # damaged EXIF or palette data surface only here
+            raise ImageReadError(
+                f"{path}: cannot convert to RGB ({type(exc).__name__}: {exc}). {_FIX}"
+            ) from exc
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mmpiqa.data.info import DatasetInfo
+from mmpiqa.errors import InputError, not_a_file
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError, ValueError):
     """The files under --root are not the dataset's official release layout, or they are damaged."""
 
 
@@ -41,6 +42,8 @@ class CaseIndex:
     def find(self, rel: str) -> Path | None:
         folder = self.base
         parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
+        if ".." in parts:  # never look outside the root (`finish` refuses such names with their line)
+            return None
         for part in parts:
             exact, lower = self._names(folder)
             actual = part if part in exact else lower.get(part.lower())
@@ -91,7 +94,10 @@ def locate_root(root: str | os.PathLike, info: DatasetInfo, markers: Sequence[st
 
 def need_file(index: CaseIndex, rels: Sequence[str], info: DatasetInfo, what: str) -> Path:
     hit = index.find_any(rels)
-    if hit is None or not hit.is_file():
+    problem = not_a_file(hit) if hit is not None else None
+    if problem and problem != "does not exist":
+        raise DatasetFormatError(f"{hit}: the {what} {problem}; put the file of the official release there.")
+    if hit is None or problem:
         raise DatasetFormatError(
             f"{info.name}: {what} {rels[0]!r} not found under {index.base}. The official release layout "
             f"is:\n{info.layout}\nDownload: {info.url}"

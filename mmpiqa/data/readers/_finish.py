@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from mmpiqa.data.images import ImageReadError, check_image, strict_truncation
 from mmpiqa.data.info import DatasetInfo
 from mmpiqa.data.readers._common import DatasetFormatError
-from mmpiqa.data.table import COLUMNS, validate_table
+from mmpiqa.data.table import COLUMNS, DISTORTION_GROUPS, SCENE_CLASSES, validate_table
+from mmpiqa.errors import not_a_file
 
 SHOW_FIRST = 5  # how many offending names an error message lists
 
@@ -35,6 +36,10 @@ def finish(
     `rows` carries name, image, mos_raw, '_where' (file and line for messages) and whichever of ref,
     dist_type, dist_group, dist_level, scenes, split and the `extra` columns the dataset defines.
     """
+    if rows.empty:
+        raise DatasetFormatError(
+            f"{label_files[0]}: no entries (only a header?). Re-download the official {info.title} label file."
+        )
     rows = rows.reset_index(drop=True).copy()
     dupes = rows["name"].duplicated(keep=False)
     if dupes.any():
@@ -44,6 +49,7 @@ def finish(
             f"{info.name}: image {first!r} is listed {len(where)} times ({', '.join(where)}); "
             f"{int(dupes.sum())} rows are duplicates. Remove the extra rows; each image has one score."
         )
+    _check_names(rows, root)
     raw = rows["mos_raw"].to_numpy(dtype=np.float64)
     if np.isnan(raw).any():
         k = int(np.flatnonzero(np.isnan(raw))[0])
@@ -103,6 +109,36 @@ def finish(
     return table
 
 
+def _check_names(rows: pd.DataFrame, root: Path) -> None:
+    """Names stay below the root, resolve to distinct files, and carry known scene and distortion labels."""
+    for name, where in zip(rows["name"], rows["_where"], strict=True):
+        path = PurePosixPath(str(name).replace("\\", "/"))
+        if path.is_absolute() or ".." in path.parts or PureWindowsPath(str(name)).drive:
+            raise DatasetFormatError(
+                f"{where}: image name {name!r} points outside the dataset root {root}; a label file may only "
+                "name files below its root (relative paths without '..'). Fix the row, or move the images "
+                "under the root (a symbolic link inside the root is fine)."
+            )
+    same = rows["image"].duplicated(keep=False)
+    if same.any():
+        image = rows.loc[same, "image"].iloc[0]
+        hits = rows[rows["image"] == image]
+        raise DatasetFormatError(
+            f"{', '.join(hits['_where'])}: the names {list(hits['name'])} differ only in case and are the same "
+            f"file {image}. Remove the extra rows; each image has one score."
+        )
+    for col, known in (("scenes", SCENE_CLASSES), ("dist_group", DISTORTION_GROUPS)):
+        if col not in rows:
+            continue
+        for cell, where in zip(rows[col].fillna("").astype(str), rows["_where"], strict=True):
+            unknown = [v for v in (cell.split("|") if col == "scenes" else [cell]) if v and v not in known]
+            if unknown:
+                raise DatasetFormatError(
+                    f"{where}: {col} {unknown[0]!r} is not one of {list(known)}; use those names "
+                    "(or leave the cell empty)."
+                )
+
+
 def apply_file_policy(
     rows: pd.DataFrame,
     info: DatasetInfo,
@@ -145,10 +181,13 @@ def _text(rows: pd.DataFrame, col: str) -> pd.Series | str:
 
 def _file_problems(rows: pd.DataFrame, info: DatasetInfo, check_images: bool) -> list[dict[str, str]]:
     problems = []
-    exists = [bool(p) and os.path.isfile(p) for p in rows["image"]]
-    for name, image, ok in zip(rows["name"], rows["image"], exists, strict=True):
-        if not ok:
-            problems.append({"name": name, "image": image, "reason": "missing"})
+    exists = []
+    for name, image in zip(rows["name"], rows["image"], strict=True):
+        problem = not_a_file(image) if image else "does not exist"
+        exists.append(problem is None)
+        if problem:
+            reason = "missing" if problem == "does not exist" else f"{image}: {problem}"
+            problems.append({"name": name, "image": image, "reason": reason})
     if check_images:
         todo = [(n, p) for n, p, ok in zip(rows["name"], rows["image"], exists, strict=True) if ok]
         # decoding releases the GIL: a few threads make a 10k-image check several times quicker

@@ -6,6 +6,12 @@ it. Every refusal is a `DatasetFormatError` naming the file, the line or row, an
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,10 +19,14 @@ import numpy as np
 import pandas as pd
 
 from mmpiqa.data.readers._common import DatasetFormatError
+from mmpiqa.errors import not_a_file
 
 
 def sniff(path: Path, kind: str) -> None:
-    """Refuse a file of the wrong kind before a parser half-reads it."""
+    """Refuse a file of the wrong kind before a parser half-reads it (nothing of its content is echoed)."""
+    problem = not_a_file(path)
+    if problem:
+        raise DatasetFormatError(f"{path}: the {kind} label file {problem}; put the downloaded file there.")
     with open(path, "rb") as f:
         head = f.read(512)
     if not head:
@@ -37,20 +47,32 @@ def sniff(path: Path, kind: str) -> None:
             raise DatasetFormatError(
                 f"{path}: a legacy .xls workbook; open it in a spreadsheet program and save it as .xlsx."
             )
-        raise DatasetFormatError(f"{path}: not a xlsx file (first bytes {head[:8]!r}).")
-    if kind in ("csv", "txt") and (b"\x00" in head or head.startswith((b"PK\x03\x04", b"\x1f\x8b"))):
-        raise DatasetFormatError(
-            f"{path}: a binary file (an archive?) where a text {kind} label file was expected."
-        )
+        raise DatasetFormatError(f"{path}: not an .xlsx workbook (no zip signature); re-download it.")
+    if kind in ("csv", "txt"):
+        if b"\x00" in head or head.startswith((b"PK\x03\x04", b"\x1f\x8b")):
+            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(head):
+                raise DatasetFormatError(
+                    f"{path}: UTF-16 text; save it as UTF-8 (in a spreadsheet program: 'CSV UTF-8'; or "
+                    "`iconv -f UTF-16 -t UTF-8`)."
+                )
+            raise DatasetFormatError(
+                f"{path}: a binary file (an archive?) where a text {kind} label file was expected."
+            )
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Plain text with a zero byte beside every character: UTF-16 (LE or BE) that lost its byte-order mark."""
+    head = head[: len(head) // 2 * 2]
+    for text, zeros in ((head[0::2], head[1::2]), (head[1::2], head[0::2])):
+        if zeros and not any(zeros) and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+            return True
+    return False
 
 
 def read_csv(path: Path, required: Sequence[str], info_name: str) -> pd.DataFrame:
     """A CSV with every cell as a string, plus a '_line' column (1-based line number in the file)."""
     sniff(path, "csv")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"{path}: cannot parse as CSV ({exc}).") from exc
+    df = parse_csv(path)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -60,6 +82,23 @@ def read_csv(path: Path, required: Sequence[str], info_name: str) -> pd.DataFram
         )
     df["_line"] = np.arange(len(df)) + 2
     return df
+
+
+def parse_csv(path: Path, sep: str = ",") -> pd.DataFrame:
+    """Every cell as a string; a file with no header line or an undecodable one is a `DatasetFormatError`."""
+    try:
+        return pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DatasetFormatError(f"{path}: no header line (the file is blank); re-download it.") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 (in a spreadsheet program: "
+            "'CSV UTF-8')."
+        ) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DatasetFormatError(f"{path}: cannot parse as CSV ({exc}); fix the line it names.") from exc
 
 
 def read_xlsx(
@@ -107,46 +146,82 @@ def read_xlsx(
     )
 
 
-def read_mat(path: Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
-    """Variables of a MATLAB v5 file (scipy.io.loadmat parses; nothing is executed)."""
+MAT_HEADER = 128  # text (116), subsystem offset (8), version (2), endian indicator (2)
+MAT_TIMEOUT = 60.0  # seconds the child parser may take
+MAT_CHILD = Path(__file__).with_name("_matchild.py")
+
+
+def read_mat(path: Path, *, numbers: Sequence[str] = (), strings: Sequence[str] = ()) -> dict:
+    """Variables of a MATLAB v5 file: `numbers` as flat float64 arrays, `strings` as lists of str.
+
+    The header and the size of every top-level element are checked here; scipy's `loadmat` then parses in a
+    child process (`_matchild`), so a file that crashes the parser is reported as damaged instead of killing
+    this process. Nothing in the file is executed.
+    """
     sniff(path, "mat")
-    from scipy.io import loadmat
-
+    check_mat_layout(path)
+    wanted = [f"numbers:{v}" for v in numbers] + [f"strings:{v}" for v in strings]
+    child = [sys.executable, "-I", str(MAT_CHILD), str(path), *wanted]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
-        mat = loadmat(path, squeeze_me=False, chars_as_strings=True)
-    except Exception as exc:  # scipy raises ValueError/TypeError/MatReadError on damage
-        raise DatasetFormatError(f"{path}: cannot read as a MATLAB file ({exc}).") from exc
-    missing = [v for v in variables if v not in mat]
-    if missing:
-        found = [k for k in mat if not k.startswith("__")]
-        raise DatasetFormatError(f"{path}: variable(s) {missing} missing; the file holds {found}.")
-    return {v: mat[v] for v in variables}
+        done = subprocess.run(child, capture_output=True, timeout=MAT_TIMEOUT, env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DatasetFormatError(
+            f"{path}: parsing took over {MAT_TIMEOUT:g} s; the file is damaged. Re-download it."
+        ) from exc
+    if done.returncode < 0:
+        raise DatasetFormatError(
+            f"{path}: the file is damaged (the MATLAB parser crashed with {_signal_name(-done.returncode)}); "
+            "re-download it."
+        )
+    try:
+        result = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        result = {"error": f"the parser exited with status {done.returncode}"}
+    if "error" in result:
+        raise DatasetFormatError(f"{path}: cannot read as a MATLAB file ({result['error']}); re-download it.")
+    return {
+        name: np.asarray(value, dtype=np.float64) if name in numbers else value
+        for name, value in result["values"].items()
+    }
 
 
-def mat_strings(arr: np.ndarray, where: str) -> list[str]:
-    """A MATLAB cell array of strings (or a padded char matrix) as a flat list of str."""
-    arr = np.asarray(arr)
-    if arr.dtype.kind in "US":  # a char matrix, one padded row per name
-        return [str(s).strip() for s in arr.reshape(-1)]
-    if arr.dtype == object:
-        out = []
-        for k, cell in enumerate(arr.reshape(-1)):
-            c = np.asarray(cell)
-            if c.size == 0:
-                out.append("")
-            elif c.dtype.kind in "US":
-                out.append(str(c.reshape(-1)[0]).strip())
-            else:
-                raise DatasetFormatError(f"{where}: entry {k + 1} is not a string ({c.dtype}).")
-        return out
-    raise DatasetFormatError(f"{where}: expected a cell array of file names, found {arr.dtype} {arr.shape}.")
+def check_mat_layout(path: Path) -> None:
+    """The cheap checks: a v5 header, then top-level elements whose declared sizes fit inside the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(MAT_HEADER)
+        if len(head) < MAT_HEADER or not head.startswith(b"MATLAB 5.0 MAT-file"):
+            raise DatasetFormatError(
+                f"{path}: not a MATLAB v5 file (no 'MATLAB 5.0 MAT-file' header); re-download it."
+            )
+        order = {b"IM": "<", b"MI": ">"}.get(head[126:128])
+        if order is None or struct.unpack(order + "H", head[124:126])[0] != 0x0100:
+            raise DatasetFormatError(
+                f"{path}: the MATLAB header is damaged (version/byte order); re-download it."
+            )
+        pos = MAT_HEADER
+        while pos < size:
+            tag = f.read(8)
+            if len(tag) < 8:
+                raise DatasetFormatError(
+                    f"{path}: the file ends inside an element at byte {pos}; re-download it."
+                )
+            kind, nbytes = struct.unpack(order + "II", tag)
+            if kind not in (14, 15) or nbytes > size - pos - 8:  # miMATRIX, miCOMPRESSED
+                raise DatasetFormatError(
+                    f"{path}: the file is damaged at byte {pos} (element of type {kind}, {nbytes} bytes, in a "
+                    f"file of {size}); re-download it."
+                )
+            pos += 8 + nbytes + (-nbytes % 8 if kind == 14 else 0)
+            f.seek(pos)
 
 
-def mat_numbers(arr: np.ndarray, where: str) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "biuf":
-        raise DatasetFormatError(f"{where}: expected numbers, found {arr.dtype} {arr.shape}.")
-    return arr.reshape(-1).astype(np.float64)
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def to_float(

@@ -19,8 +19,6 @@ from mmpiqa.data.readers._common import CaseIndex, DatasetFormatError, locate_ro
 from mmpiqa.data.readers._finish import finish
 from mmpiqa.data.readers._parse import (
     cell_name,
-    mat_numbers,
-    mat_strings,
     read_csv,
     read_mat,
     read_xlsx,
@@ -128,10 +126,8 @@ def read_clive(
     idx = CaseIndex(base)
     nfile = need_file(idx, ["Data/AllImages_release.mat"], info, "label file")
     mfile = need_file(idx, ["Data/AllMOS_release.mat"], info, "label file")
-    names = mat_strings(
-        read_mat(nfile, ["AllImages_release"])["AllImages_release"], f"{nfile} AllImages_release"
-    )
-    mos = mat_numbers(read_mat(mfile, ["AllMOS_release"])["AllMOS_release"], f"{mfile} AllMOS_release")
+    names = read_mat(nfile, strings=["AllImages_release"])["AllImages_release"]
+    mos = read_mat(mfile, numbers=["AllMOS_release"])["AllMOS_release"]
     if len(names) != len(mos):
         raise DatasetFormatError(
             f"{nfile} lists {len(names)} images but {mfile} has {len(mos)} scores; they must pair one to one "

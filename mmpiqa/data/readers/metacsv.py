@@ -25,8 +25,8 @@ import pandas as pd
 from mmpiqa.data.info import DATASETS
 from mmpiqa.data.readers._common import CaseIndex, DatasetFormatError
 from mmpiqa.data.readers._finish import finish
-from mmpiqa.data.readers._parse import sniff, split_label, to_float
-from mmpiqa.data.table import DISTORTION_GROUPS
+from mmpiqa.data.readers._parse import cell_int, parse_csv, sniff, split_label, to_float
+from mmpiqa.errors import not_a_file
 
 NAME_COLUMNS = (
     "name",
@@ -63,7 +63,7 @@ def read_metacsv(
     says so). `higher_is_better=False` flips a DMOS.
     """
     root = Path(root).expanduser()
-    if root.is_file() and csv is None:
+    if csv is None and root.exists() and not root.is_dir():  # the CSV itself (sniff refuses a FIFO or device)
         path, base = root, root.parent
     else:
         if csv is None:
@@ -71,8 +71,12 @@ def read_metacsv(
         path = Path(csv).expanduser()
         path = path if path.is_absolute() else root / path
         base = root
-    if not path.is_file():
-        raise DatasetFormatError(f"metacsv: CSV file {path} not found.")
+    problem = not_a_file(path)
+    if problem:
+        what = "not found" if problem == "does not exist" else problem
+        raise DatasetFormatError(
+            f"metacsv: CSV file {path} {what}; give the meta CSV file (--root or --csv)."
+        )
     base = Path(image_root).expanduser() if image_root is not None else base
     sniff(path, "csv")
     df = _read_any_sep(path)
@@ -91,11 +95,10 @@ def read_metacsv(
     rows["ref"] = _col(df, lower, REF_COLUMNS, rows["name"])
     for col in ("dist_type", "dist_group", "scenes"):
         rows[col] = _col(df, lower, (col,), "")
-    unknown = set(rows["dist_group"]) - {*DISTORTION_GROUPS, ""}
-    if unknown:
-        raise DatasetFormatError(f"{path}: dist_group {sorted(unknown)} not in {DISTORTION_GROUPS}.")
     levels = _col(df, lower, ("dist_level",), "-1").replace("", "-1")
-    rows["dist_level"] = to_float(levels, str(path), "dist_level", df["_line"]).astype(np.int64)
+    rows["dist_level"] = [
+        cell_int(v, f"{path} line {k}", "dist_level") for v, k in zip(levels, df["_line"], strict=True)
+    ]
     split_src = next((lower[c] for c in SPLIT_COLUMNS if c in lower), None)
     if split_src is not None:
         rows["split"] = [
@@ -136,17 +139,13 @@ def read_metacsv(
 
 
 def _read_any_sep(path: Path) -> pd.DataFrame:
-    head = path.read_text(encoding="utf-8-sig", errors="replace")[:4096]
+    with open(path, "rb") as handle:
+        head = handle.read(4096).decode("utf-8-sig", errors="replace")
     try:
         sep = _csv.Sniffer().sniff(head.splitlines()[0] if head else ",", delimiters=",\t;").delimiter
     except _csv.Error:
         sep = ","
-    try:
-        df = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"{path}: cannot parse as CSV ({exc}).") from exc
+    df = parse_csv(path, sep)
     df.columns = [str(c).strip() for c in df.columns]
     df["_line"] = np.arange(len(df)) + 2
     if df.empty:
@@ -178,8 +177,6 @@ def _col(df, lower, candidates, default) -> pd.Series:
 def _resolve(idx: CaseIndex, name: str) -> tuple[str, str]:
     """(name, image path); a name without an extension (pyiqa's LIVE meta file) tries the usual ones."""
     p = Path(name)
-    if p.is_absolute():
-        return name, name
     hit = idx.find(name)
     if hit is None and not p.suffix:
         for ext in _EXTS:

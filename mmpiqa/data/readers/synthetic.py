@@ -20,8 +20,6 @@ from mmpiqa.data.readers._finish import finish
 from mmpiqa.data.readers._parse import (
     cell_int,
     cell_name,
-    mat_numbers,
-    mat_strings,
     read_csv,
     read_mat,
     read_xlsx,
@@ -153,15 +151,15 @@ def read_live(
     idx = CaseIndex(base)
     if realigned:
         dfile = need_file(idx, ["dmos_realigned.mat"], info, "label file")
-        m = read_mat(dfile, ["dmos_new", "orgs"])
-        dmos = mat_numbers(m["dmos_new"], f"{dfile} dmos_new")
+        m = read_mat(dfile, numbers=["dmos_new", "orgs"])
+        dmos = m["dmos_new"]
     else:
         dfile = need_file(idx, ["dmos.mat"], info, "label file")
-        m = read_mat(dfile, ["dmos", "orgs"])
-        dmos = mat_numbers(m["dmos"], f"{dfile} dmos")
-    orgs = mat_numbers(m["orgs"], f"{dfile} orgs")
+        m = read_mat(dfile, numbers=["dmos", "orgs"])
+        dmos = m["dmos"]
+    orgs = m["orgs"]
     rfile = need_file(idx, ["refnames_all.mat"], info, "label file")
-    refs = mat_strings(read_mat(rfile, ["refnames_all"])["refnames_all"], f"{rfile} refnames_all")
+    refs = read_mat(rfile, strings=["refnames_all"])["refnames_all"]
     for what, arr in (("dmos", dmos), ("orgs", orgs), ("refnames_all", refs)):
         if len(arr) != LIVE_ENTRIES:
             raise DatasetFormatError(
