@@ -157,7 +157,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.ship:
             print(f"shipped into the package: {ship(result.folder, args.ship)}")
     elif args.ship:
-        raise SystemExit(f"--ship: the run in {result.folder} has not reached its last step; nothing shipped")
+        raise ConfigError(f"--ship: the run in {result.folder} has not reached its last step; nothing shipped")
     return 0
 
 

@@ -34,6 +34,7 @@ from torch import nn
 from mmpiqa.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
 from mmpiqa.config import ConfigBase, ConfigError
 from mmpiqa.data.corpus import HELD_OUT_FAMILIES, PRETRAIN_FAMILIES, corpus_item
+from mmpiqa.errors import MissingFileError
 from mmpiqa.io import atomic_write, atomic_write_text
 from mmpiqa.labels import QUALITY_LEVELS
 
@@ -323,7 +324,7 @@ def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path
 
     folder, target = Path(folder), weights_dir or backbone.WEIGHTS_DIR
     if not (folder / PROVENANCE_FILE).is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder} holds no exported weights: run `mmpiqa pretrain` to its last step first"
         )
     target.mkdir(parents=True, exist_ok=True)
