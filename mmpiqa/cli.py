@@ -131,17 +131,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
-    from mmpiqa.config import ConfigError
+    from mmpiqa.config import ConfigError, parse_assignments
     from mmpiqa.pretrain import PretrainConfig, pretrain, ship
 
     data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set steps=20")
-        data[key.strip()] = yaml.safe_load(value.strip())
+    data.update(parse_assignments(args.set or []))
     config = PretrainConfig.from_dict(data, where="pretrain recipe")
     result = pretrain(
         config, args.out, stop_after=args.stop_after, progress=not args.quiet, device=args.device
@@ -157,7 +151,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.ship:
             print(f"shipped into the package: {ship(result.folder, args.ship)}")
     elif args.ship:
-        raise ConfigError(f"--ship: the run in {result.folder} has not reached its last step; nothing shipped")
+        raise ConfigError(
+            f"--ship: the run in {result.folder} has not reached its last step; nothing shipped"
+        )
     return 0
 
 

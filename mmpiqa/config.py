@@ -363,23 +363,8 @@ class RunConfig(ConfigBase):
 
     def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:
         """Apply `section.field=value` assignments (values parsed as YAML: 3, 0.1, null, [a, b], true)."""
-        import yaml
-
-        items = (
-            assignments.items()
-            if isinstance(assignments, dict)
-            else (_split_assignment(a) for a in assignments)
-        )
         data = self.to_dict()
-        for key, value in items:
-            if isinstance(value, str) and not isinstance(assignments, dict):
-                try:
-                    value = yaml.safe_load(value)
-                except yaml.YAMLError as error:
-                    raise ConfigError(
-                        f"--set {key}={value}: not a value YAML can read ({_yaml_problem(error)}); quote text, "
-                        "write lists as [a, b]"
-                    ) from None
+        for key, value in parse_assignments(assignments):
             section, _, field_name = key.partition(".")
             if not field_name:
                 if section != "name":
@@ -390,6 +375,24 @@ class RunConfig(ConfigBase):
                 raise ConfigError(f"--set {key}: section must be model, data or train")
             data[section][field_name] = value
         return RunConfig.from_dict(data)
+
+
+def parse_assignments(assignments: list[str] | dict[str, Any]) -> list[tuple[str, Any]]:
+    """`key=value` strings (a `--set`) as (key, value) pairs, values read as YAML; a dict passes through."""
+    if isinstance(assignments, dict):
+        return list(assignments.items())
+    import yaml
+
+    pairs = []
+    for key, text in map(_split_assignment, assignments):
+        try:
+            pairs.append((key, yaml.safe_load(text)))
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"--set {key}={text}: not a value YAML can read ({_yaml_problem(error)}); quote text, "
+                "write lists as [a, b]"
+            ) from None
+    return pairs
 
 
 def _split_assignment(text: str) -> tuple[str, str]:
