@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from mmpiqa import metrics
 from mmpiqa.checkpoint import save_prompts
 from mmpiqa.config import TrainConfig
+from mmpiqa.heap import keep_freed_memory
 from mmpiqa.io import atomic_write
 from mmpiqa.losses import LossWeights, total_loss
 from mmpiqa.model import PromptedCLIP
@@ -163,6 +164,7 @@ def predict(
     """
     device = device or next(model.parameters()).device
     model.eval()
+    keep_freed_memory()  # batches reuse memory instead of faulting it in again (mmpiqa/heap.py)
     text = model.text_features()
     out: dict[str, list] = {"score": [], "mos": [], "index": []}
     probs: dict[str, list] = {b: [] for b in model.text.branch_names}
@@ -213,6 +215,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.log, self.progress, self.on_epoch = log, progress, on_epoch
         self.device = next(model.parameters()).device
+        keep_freed_memory()
         self.weights = LossWeights(
             quality=config.quality_weight,
             scene=config.scene_weight if "scene" in model.text.branch_names else 0.0,
