@@ -606,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="seconds the whole run may wait for other processes to leave the CPU (default 120)",
     )
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a line to add under the table (repeatable; gpu.sh uses it)",
+    )
     args = parser.parse_args(argv)
     items = [i.strip() for i in args.only.split(",") if i.strip()]
     unknown = sorted(set(items) - set(ITEMS))
@@ -620,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     started = time.time()
     bench = Bench(device, args.quick)
+    bench.notes.extend(args.note)
     if args.gemm_sizes:
         bench.plan["gemm"] = [int(n) for n in args.gemm_sizes.split(",")]
     info = machine(device)
