@@ -54,7 +54,10 @@ def run(bench) -> None:
     from mmpiqa.data.crops import CropPolicy
     from mmpiqa.data.dataset import IQADataset
     from mmpiqa.data.readers import read_dataset
+    from mmpiqa.heap import keep_freed_memory
     from mmpiqa.train import _batches, predict
+
+    keep_freed_memory()  # as `predict` does: the model-only rate is measured with the same allocator settings
 
     name, batch, n_files, workers = PLAN[bench.device.type]
     if bench.quick:
