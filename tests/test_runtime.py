@@ -72,8 +72,9 @@ def test_the_estimate_is_plain_arithmetic():
 def test_several_runs_are_projected_one_row_each(table):
     configs = [_config(visual_depth=1).replace(name="deep"), zero_shot_run(_config())]
     frame = project(configs, table)
-    assert list(frame.index) == ["deep", "zero-shot-levels"]
-    assert frame.loc["deep", "steps per split"] == 2 * math.ceil(75 / 16)
-    assert frame.loc["zero-shot-levels", "steps per split"] == 0
+    deep, zero = (f"{c.name}-{c.key()}" for c in configs)  # the run folders' names
+    assert list(frame.index) == [deep, zero]
+    assert frame.loc[deep, "steps per split"] == 2 * math.ceil(75 / 16)
+    assert frame.loc[zero, "steps per split"] == 0
     assert (frame["seconds"] > 0).all()
     assert frame.attrs["summary"].startswith("projected runtime of 2 run(s) on micro: ")
