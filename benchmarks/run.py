@@ -8,7 +8,8 @@
 Items: gemm (the machine's own matmul ceiling), train (training step: images/s and achieved FLOP/s as a fraction
 of the ceiling), text (text pass vs batch size; dual 25-prompt branches vs a LIQE-style joint 495-prompt set),
 cache (epoch time of a text-only variant with and without the frozen-feature cache), infer (images/s with one
-centre crop vs n grid crops, peak memory), fastpath (the training-time speed-ups of mmpiqa/prompts.py and
+centre crop vs n grid crops, peak memory), eval (JPEG files -> scores end to end, and decode alone, as a
+fraction of the model-only rate), fastpath (the training-time speed-ups of mmpiqa/prompts.py and
 mmpiqa/heads.py switched off one by one; full runs only). benchmarks/README.md says what each number means.
 """
 
@@ -32,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py next to this file
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # mmpiqa from this checkout when not installed
 
+import evaluation
 import harness
 from harness import (
     Others,
@@ -46,7 +48,7 @@ from harness import (
 
 # mmpiqa (and open_clip) are imported by the items that use them: `--only gemm` starts in a second.
 
-ITEMS = ("gemm", "train", "text", "cache", "infer", "fastpath")
+ITEMS = ("gemm", "train", "text", "cache", "infer", "eval", "fastpath")
 SKIPPED_WHEN_QUICK = ("fastpath",)
 TARGETS = {"train": 0.60, "train_cuda": 0.40, "text": 15.0, "cache": 10.0}
 MARKER = "<!-- Everything below this line is written by hand and kept when run.py rewrites the file. -->"
@@ -499,6 +501,9 @@ class Bench:
                     timing=timing,
                 )
 
+    def eval(self) -> None:
+        evaluation.run(self)
+
 
 def _head_as_before(self, queries, tokens, pooled, *, return_attention=False):
     """CrossAttentionHead.forward before the batch-first rewrite: the nn.MultiheadAttention module call."""
@@ -601,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         help="seconds the whole run may wait for other processes to leave the CPU (default 120)",
     )
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a line to add under the table (repeatable; gpu.sh uses it)",
+    )
     args = parser.parse_args(argv)
     items = [i.strip() for i in args.only.split(",") if i.strip()]
     unknown = sorted(set(items) - set(ITEMS))
@@ -615,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     started = time.time()
     bench = Bench(device, args.quick)
+    bench.notes.extend(args.note)
     if args.gemm_sizes:
         bench.plan["gemm"] = [int(n) for n in args.gemm_sizes.split(",")]
     info = machine(device)

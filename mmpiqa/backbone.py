@@ -26,7 +26,7 @@ from pathlib import Path
 
 import open_clip
 import torch
-from open_clip.transformer import VisionTransformer
+from open_clip.transformer import QuickGELU, VisionTransformer
 
 from mmpiqa.errors import InputError, MissingFileError
 
@@ -66,6 +66,9 @@ class BackboneIdentity:
     pretrained: str | None
     seed: int | None
     fingerprint: str
+    # 'gelu' or 'quick_gelu' (x * sigmoid(1.702 x), OpenAI's CLIP weights); checkpoints written before this
+    # field existed were all built with open_clip's plain GELU
+    activation: str = "gelu"
 
     def describe(self) -> str:
         if self.pretrained is None:
@@ -74,7 +77,8 @@ class BackboneIdentity:
             )
         if (self.name, self.pretrained) in OFFLINE_TAGS:
             return f"{self.name}/{self.pretrained}: {offline_summary(self.name, self.pretrained)}"
-        return f"{self.name} with pretrained weights '{self.pretrained}'"
+        quick = ", QuickGELU" if self.activation == "quick_gelu" else ""
+        return f"{self.name} with pretrained weights '{self.pretrained}'{quick}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +169,21 @@ def offline_weights(name: str, tag: str) -> Path:
     return path
 
 
+def tag_uses_quick_gelu(name: str, tag: str) -> bool:
+    """Whether open_clip's pretrained config says the weights of `name` + `tag` were trained with QuickGELU.
+
+    OpenAI's CLIP weights were (open_clip marks them ``quick_gelu=True``); most LAION/DataComp tags were not.
+    open_clip's plain configs (``ViT-B-16``) build GELU whatever the tag, so the activation has to be forced to
+    match. Reads the registry only: nothing is downloaded.
+    """
+    return bool(open_clip.get_pretrained_cfg(registry_name(name), tag).get("quick_gelu", False))
+
+
+def activation_of(model: torch.nn.Module) -> str:
+    """'quick_gelu' when the model's MLPs use open_clip's QuickGELU, else 'gelu'."""
+    return "quick_gelu" if any(isinstance(m, QuickGELU) for m in model.modules()) else "gelu"
+
+
 def _unavailable(name: str, tag: str, reason: str) -> WeightsUnavailable:
     from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -230,7 +249,12 @@ def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Mod
     if hub_offline() and cached_weights(name, pretrained) is None:
         raise _unavailable(name, pretrained, "HF_HUB_OFFLINE is set and the weights are not cached")
     try:
-        return open_clip.create_model(registry_name(name), pretrained=pretrained, require_pretrained=True)
+        return open_clip.create_model(
+            registry_name(name),
+            pretrained=pretrained,
+            require_pretrained=True,
+            force_quick_gelu=tag_uses_quick_gelu(name, pretrained),
+        )
     except (RuntimeError, OSError) as error:
         raise _unavailable(name, pretrained, f"download failed ({type(error).__name__}: {error})") from error
 
@@ -274,8 +298,11 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def fingerprint(model: torch.nn.Module) -> str:
-    """A cheap, stable digest of the backbone weights: names, shapes, sums and a few values per tensor."""
+    """A cheap, stable digest of the backbone: weights (names, shapes, sums and a few values per tensor) and,
+    when it is QuickGELU, the activation (GELU models keep the digests they had before it was recorded)."""
     digest = hashlib.sha256()
+    if activation_of(model) == "quick_gelu":
+        digest.update(b"activation=quick_gelu")
     for key, tensor in sorted(model.state_dict().items()):
         flat = tensor.detach().float().flatten().cpu()
         digest.update(key.encode())
@@ -293,6 +320,8 @@ def load_backbone(
     `name`: an open_clip model name (``open_clip.list_models()``) or a shipped offline config (``OFFLINE_CONFIGS``).
     `pretrained`: ``None`` (random weights from `seed`), an open_clip tag, or a local checkpoint file/folder.
     Raises WeightsUnavailable (with the fix in its message) rather than ever falling back to random weights.
+    A named tag is built with the activation its weights were trained with (`tag_uses_quick_gelu`); a local
+    file takes the activation of the config `name` names (``ViT-B-16-quickgelu`` for OpenAI weights).
     """
     known = set(open_clip.list_models()) | set(OFFLINE_CONFIGS)
     if name not in known:
@@ -309,6 +338,7 @@ def load_backbone(
         pretrained=pretrained,
         seed=seed if pretrained is None else None,
         fingerprint=fingerprint(model),
+        activation=activation_of(model),
     )
     return model, identity
 

@@ -94,10 +94,17 @@ def load_prompts(
             f"{path} was trained with a different model config; differing fields (checkpoint, model): {diff}"
         )
     if model.identity.fingerprint != identity.fingerprint or model.identity.name != identity.name:
+        why = ""
+        if model.identity.activation != identity.activation:
+            why = (
+                f" The checkpoint's backbone used {identity.activation}, this one {model.identity.activation}: "
+                f"prompts learned before mmpiqa built OpenAI tags with QuickGELU were fitted to the wrong "
+                f"activation; train them again."
+            )
         raise CheckpointMismatch(
             f"{path} was trained on backbone {identity.describe()} [fingerprint {identity.fingerprint}], "
             f"but the model has {model.identity.describe()} [fingerprint {model.identity.fingerprint}]. "
-            f"Load it with the backbone it was trained on (--backbone/--pretrained)."
+            f"Load it with the backbone it was trained on (--backbone/--pretrained)." + why
         )
     own = model.learned_state_dict()
     if set(own) != set(tensors):

@@ -359,8 +359,16 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             test_policy,
             scene_classes=model.config.scenes,
             distortion_classes=model.config.distortions,
+            cache_mb=0,  # each image is read once
         )
-        pred = predict(model, dataset, device=device, progress=progress)
+        pred = predict(
+            model,
+            dataset,
+            batch_size=config.train.batch_size * 2,
+            device=device,
+            progress=progress,
+            workers=config.train.num_workers,
+        )
         results.append(part_metrics(pred, table, dataset))
     if not results:
         raise MissingFileError(f"{folder} holds no split-*/ folders: is it a run folder?")

@@ -22,8 +22,12 @@ from mmpiqa.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
 class IQAOutput:
     """What one forward pass returns."""
 
-    score: torch.Tensor  # (B,) predicted quality; in [0, 1] for 'levels'/'antonym', unbounded for 'xattn'
-    logits: dict[str, torch.Tensor] = field(default_factory=dict)  # branch -> (B, classes), scaled cosines
+    score: (
+        torch.Tensor
+    )  # (B,) float32 predicted quality; in [0, 1] for 'levels'/'antonym', unbounded for 'xattn'
+    logits: dict[str, torch.Tensor] = field(
+        default_factory=dict
+    )  # branch -> (B, classes) float32 scaled cosines
     image_features: torch.Tensor | None = None  # (B, E) unit-norm pooled image features
 
 
@@ -191,19 +195,27 @@ class PromptedCLIP(nn.Module):
         self, pooled: torch.Tensor, tokens: torch.Tensor | None, text_features: dict[str, torch.Tensor]
     ) -> IQAOutput:
         """Scores and branch logits from unit-norm image features (B, E), patch tokens (B, N, E) and text
-        features. Split from `forward` so frozen image features can be computed once and reused."""
-        scale = self.clip.logit_scale.exp()
-        logits = {b: scale * pooled @ feats.t() for b, feats in text_features.items()}
-        head = self.config.head
-        if head == "levels":
-            score = expected_level(logits["quality"])
-        elif head == "antonym":
-            score = antonym_probability(logits["quality"])
-        else:
-            queries = torch.cat([text_features[b] for b in self.text.branch_names])
-            score = self.head(queries, tokens, pooled)
-            if self.config.xattn_prior == "levels":
-                score = score + expected_level(logits["quality"])
+        features. Split from `forward` so frozen image features can be computed once and reused.
+
+        Runs in float32 whatever autocast is on: in bf16 (8 significant bits) the scaled logits (about +-30 at
+        CLIP's logit scale 100) and the scores fall onto coarse steps, distinct scores become ties, and ties
+        change SRCC. The readout is a few small matmuls, so this costs next to nothing."""
+        with torch.autocast(pooled.device.type, enabled=False):
+            pooled = pooled.float()
+            tokens = tokens.float() if tokens is not None else None
+            text_features = {b: f.float() for b, f in text_features.items()}
+            scale = self.clip.logit_scale.float().exp()
+            logits = {b: scale * pooled @ feats.t() for b, feats in text_features.items()}
+            head = self.config.head
+            if head == "levels":
+                score = expected_level(logits["quality"])
+            elif head == "antonym":
+                score = antonym_probability(logits["quality"])
+            else:
+                queries = torch.cat([text_features[b] for b in self.text.branch_names])
+                score = self.head(queries, tokens, pooled)
+                if self.config.xattn_prior == "levels":
+                    score = score + expected_level(logits["quality"])
         return IQAOutput(score=score, logits=logits, image_features=pooled)
 
     @property

@@ -33,9 +33,9 @@ def predict_images(run: str | Path, images: list[str | Path], split: int = 0) ->
     model.eval()
     _, policy = crop_policies(config.data, model)
     device = next(model.parameters()).device
-    text = model.text_features()
     rows = []
-    with torch.no_grad():
+    with torch.inference_mode():
+        text = model.text_features()  # once for all images, and without a graph
         for path in images:
             crops = crop(load_rgb(path), policy).to(device)
             out = model(crops, text_features=text)

@@ -227,3 +227,23 @@ def _step_time(model, config: RunConfig, batch: dict, device, cache: bool, steps
         timings.append(time.perf_counter() - start)
     timings = sorted(timings[warmup:])
     return timings[len(timings) // 2]
+
+
+def project(configs: list[RunConfig], table: pd.DataFrame) -> pd.DataFrame:
+    """The projected runtime of several runs (an ablation's arms) on this machine, one dry step each.
+
+    One row per config (run folder name, training steps per split, seconds); ``frame.attrs["summary"]`` is a line with the
+    total to print before the long cell. Runs whose folders are complete are read back, not re-run, so the total
+    is the worst case (nothing there yet)."""
+    rows = []
+    for config in configs:
+        estimate = estimate_runtime(config, table)
+        run = f"{config.name}-{config.key()}"  # the run folder's name: unique, unlike the arm's name
+        rows.append({"run": run, "steps per split": estimate.steps, "seconds": estimate.total_s})
+    frame = pd.DataFrame(rows).set_index("run")
+    backbone = configs[0].model.backbone if configs else "-"
+    frame.attrs["summary"] = (
+        f"projected runtime of {len(configs)} run(s) on {backbone}: {_clock(frame['seconds'].sum())} "
+        f"if none of their run folders is complete yet"
+    )
+    return frame

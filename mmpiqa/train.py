@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from mmpiqa import metrics
 from mmpiqa.checkpoint import save_prompts
 from mmpiqa.config import TrainConfig
+from mmpiqa.heap import keep_freed_memory
 from mmpiqa.io import atomic_write
 from mmpiqa.losses import LossWeights, total_loss
 from mmpiqa.model import PromptedCLIP
@@ -163,6 +164,7 @@ def predict(
     """
     device = device or next(model.parameters()).device
     model.eval()
+    keep_freed_memory()  # batches reuse memory instead of faulting it in again (mmpiqa/heap.py)
     text = model.text_features()
     out: dict[str, list] = {"score": [], "mos": [], "index": []}
     probs: dict[str, list] = {b: [] for b in model.text.branch_names}
@@ -172,11 +174,11 @@ def predict(
         b, n = images.shape[:2]
         with _autocast(device):
             result = model(images.flatten(0, 1), text_features=text)
-        out["score"].append(result.score.float().view(b, n).mean(1).cpu())
+        out["score"].append(result.score.view(b, n).mean(1).cpu())
         out["mos"].append(batch["mos"].float())
         out["index"].append(batch["index"])
         for branch, logits in result.logits.items():
-            probs[branch].append(logits.float().softmax(-1).view(b, n, -1).mean(1).cpu())
+            probs[branch].append(logits.softmax(-1).view(b, n, -1).mean(1).cpu())
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result.update({f"prob_{b}": torch.cat(v).numpy() for b, v in probs.items()})
     return result
@@ -213,6 +215,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.log, self.progress, self.on_epoch = log, progress, on_epoch
         self.device = next(model.parameters()).device
+        keep_freed_memory()
         self.weights = LossWeights(
             quality=config.quality_weight,
             scene=config.scene_weight if "scene" in model.text.branch_names else 0.0,
@@ -226,10 +229,11 @@ class Trainer:
                 "head 'levels'/'antonym'). Evaluate it as a zero-shot baseline instead."
             )
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        self.rank, self.world = world_info()
+        # the steps this rank takes: under torchrun each rank sees its shard, about 1/world of the set
+        self.steps_per_epoch = len(self._loader(0))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.cache = None
-        self.rank, self.world = world_info()
 
     # --- state ------------------------------------------------------------------------------------------
     def _save_state(self, epoch: int, history: list[dict], best: dict) -> None:
@@ -316,19 +320,15 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict:
         cfg, model = self.config, self.model
         model.train()
-        loader = _batches(
-            self.train_set,
-            cfg.batch_size,
-            shuffle_seed=cfg.seed * 1_000,
-            epoch=epoch,
-            workers=cfg.num_workers,
-        )
+        loader = self._loader(epoch)
         totals: dict[str, float] = {}
+        lrs: list[float] = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not self.progress)
         for i, batch in enumerate(bar):
             step = epoch * self.steps_per_epoch + i
+            lrs.append(cfg.lr * lr_factor(step, self.total_steps, cfg.warmup))
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, self.total_steps, cfg.warmup)
+                group["lr"] = lrs[-1]
             crops = _pick_crops(
                 batch["index"],
                 batch["n_crops"][0].item() if "n_crops" in batch else batch["image"].shape[1],
@@ -344,10 +344,10 @@ class Trainer:
                     images = batch["image"][torch.arange(len(crops)), crops].to(self.device)
                     out = model(images, text_features=text)
             try:
-                loss, parts = total_loss(
-                    out.score.float(),
-                    _logits(out, "scene"),
-                    _logits(out, "distortion"),
+                loss, parts = total_loss(  # in float32: the readout's outputs are (see PromptedCLIP.readout)
+                    out.score,
+                    out.logits.get("scene"),
+                    out.logits.get("distortion"),
                     _targets(batch, self.device),
                     self.weights,
                 )
@@ -371,12 +371,17 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{parts['total']:.4f}")
         n = max(1, len(loader))
-        return {("loss" if k == "total" else f"loss_{k}"): v / n for k, v in totals.items()}
+        stats = {("loss" if k == "total" else f"loss_{k}"): v / n for k, v in totals.items()}
+        return {**stats, "lr_first": lrs[0], "lr_last": lrs[-1], "steps": len(lrs)}
 
-
-def _logits(out, branch: str) -> torch.Tensor | None:
-    logits = out.logits.get(branch)
-    return logits.float() if logits is not None else None
+    def _loader(self, epoch: int) -> DataLoader:
+        return _batches(
+            self.train_set,
+            self.config.batch_size,
+            shuffle_seed=self.config.seed * 1_000,
+            epoch=epoch,
+            workers=self.config.num_workers,
+        )
 
 
 def world_info() -> tuple[int, int]:

@@ -1,13 +1,23 @@
 """Backbone loading: offline configs, local files, and the clear error when weights cannot be had."""
 
+import json
 import time
 
 import open_clip
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from mmpiqa import ModelConfig, build_model
-from mmpiqa.backbone import UnsupportedBackbone, WeightsUnavailable, check_supported, load_backbone
+from mmpiqa.backbone import (
+    UnsupportedBackbone,
+    WeightsUnavailable,
+    check_supported,
+    load_backbone,
+    tag_uses_quick_gelu,
+)
+from mmpiqa.checkpoint import CheckpointMismatch, load_prompts, save_prompts
 
 
 def test_tiny_is_a_small_clip():
@@ -70,3 +80,72 @@ def test_unsupported_models_are_refused():
     coca = open_clip.create_model("coca_ViT-B-32", pretrained=None)
     with pytest.raises(UnsupportedBackbone, match="not supported"):
         check_supported(coca)
+
+
+@pytest.mark.parametrize(
+    ("name", "tag", "quick"),
+    [
+        ("ViT-B-16", "openai", True),
+        ("ViT-B-32", "openai", True),
+        ("ViT-L-14", "openai", True),
+        ("ViT-B-16", "laion2b_s34b_b88k", False),
+        ("ViT-B-32", "laion2b_s34b_b79k", False),
+    ],
+)
+def test_activation_comes_from_the_tags_pretrained_config(name, tag, quick):
+    assert tag_uses_quick_gelu(name, tag) is quick
+
+
+@pytest.fixture
+def weights_not_loaded(monkeypatch):
+    """open_clip builds the model a tag asks for, with random weights instead of downloading them."""
+    real = open_clip.create_model
+    calls = []
+
+    def create(model_name, pretrained=None, require_pretrained=False, **options):
+        calls.append((model_name, pretrained, options))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return real(model_name, pretrained=None, **options)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(open_clip, "create_model", create)
+    return calls
+
+
+def _activations(clip):
+    blocks = [*clip.visual.transformer.resblocks, *clip.transformer.resblocks]
+    return {type(block.mlp.gelu) for block in blocks}
+
+
+@pytest.mark.slow
+def test_openai_tag_is_built_with_quick_gelu_and_laion_tag_with_gelu(weights_not_loaded):
+    quick, quick_id = load_backbone("ViT-B-32", "openai")
+    assert _activations(quick) == {open_clip.transformer.QuickGELU}
+    assert quick_id.activation == "quick_gelu" and "QuickGELU" in quick_id.describe()
+    plain, plain_id = load_backbone("ViT-B-32", "laion2b_s34b_b79k")
+    assert _activations(plain) == {torch.nn.GELU}
+    assert plain_id.activation == "gelu" and "QuickGELU" not in plain_id.describe()
+    # same weights, different activation: the fingerprint tells them apart
+    assert all(torch.equal(a, b) for a, b in zip(quick.parameters(), plain.parameters(), strict=True))
+    assert quick_id.fingerprint != plain_id.fingerprint
+    assert [c[2].get("force_quick_gelu") for c in weights_not_loaded] == [True, False]
+
+
+def test_gelu_fingerprints_are_unchanged_and_old_identities_load(tmp_path):
+    """Checkpoints written before the activation was recorded still load (GELU backbones only existed then)."""
+    model = build_model(ModelConfig(backbone="micro", visual_depth=1))
+    assert model.identity.activation == "gelu"
+    assert model.identity.fingerprint == "3e346330bfb7b7b4"  # the digest micro/seed 0 had before
+    path = save_prompts(model, tmp_path / "p.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    old = json.loads(meta["backbone"])
+    del old["activation"]
+    old_file = tmp_path / "old.safetensors"
+    save_file(load_file(path), str(old_file), metadata={**meta, "backbone": json.dumps(old)})
+    assert load_prompts(old_file).identity == model.identity
+    quick = json.dumps({**old, "activation": "quick_gelu", "fingerprint": "0" * 16})
+    save_file(load_file(path), str(tmp_path / "quick.safetensors"), metadata={**meta, "backbone": quick})
+    with pytest.raises(CheckpointMismatch, match="used quick_gelu, this one gelu"):
+        load_prompts(tmp_path / "quick.safetensors", model)

@@ -25,10 +25,12 @@ def test_benchmark_harness_runs_the_gemm_item(tmp_path):
         "0",
         "--out",
         str(out),
+        "--note",
+        "a line from gpu.sh",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = out.read_text()
     assert "| gemm | ceiling (fp32, best size) |" in report and "GFLOP/s" in report
-    assert "## Machine" in report and "torch:" in report
+    assert "## Machine" in report and "torch:" in report and "a line from gpu.sh" in report
     assert "old numbers" not in report and report.endswith("hand-written analysis\n")  # notes survive a rerun

@@ -1,11 +1,19 @@
 """`mmpiqa eval --run DIR --dataset NAME`: a trained run scored on (another) dataset from the command line."""
 
+import io
 import json
 
+import pandas as pd
+import pytest
+import torch
+
 from mmpiqa.cli import main
+from mmpiqa.config import RunConfig
+from mmpiqa.experiment import load_table
+from mmpiqa.model import PromptedCLIP
 
 
-def test_train_then_eval_on_another_dataset_from_the_command_line(tmp_path, capsys):
+def test_train_then_eval_and_predict_from_the_command_line(tmp_path, capsys, monkeypatch):
     settings = [
         "data.size=small",
         "data.n_splits=1",
@@ -35,3 +43,21 @@ def test_train_then_eval_on_another_dataset_from_the_command_line(tmp_path, caps
     assert len(result["per_split"]) == 1
     srcc = result["summary"]["srcc"]["median"]
     assert -1.0 <= srcc <= 1.0
+
+    # `mmpiqa predict`: text features without a graph, and the scores of the run's own predictions.csv
+    grad_modes = []
+    text_features = PromptedCLIP.text_features
+
+    def recording(self, *args, **kwargs):
+        grad_modes.append(torch.is_grad_enabled())
+        return text_features(self, *args, **kwargs)
+
+    monkeypatch.setattr(PromptedCLIP, "text_features", recording)
+    saved = pd.read_csv(folder / "split-00" / "predictions.csv").head(3)
+    table = load_table(RunConfig.load(folder / "config.json").data, progress=False).set_index("name")
+    paths = [table.loc[name, "image"] for name in saved["name"]]
+    capsys.readouterr()
+    assert main(["predict", "--run", str(folder), *paths]) == 0
+    rows = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert grad_modes == [False]
+    assert rows["score"].to_numpy() == pytest.approx(saved["score"].to_numpy(), abs=1e-5)

@@ -87,3 +87,21 @@ def test_merge_crops_averages_image_major():
     assert torch.equal(merge_crops(scores, 2), torch.tensor([2.0, 15.0, 5.0]))
     with pytest.raises(ValueError):
         merge_crops(scores, 4)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        CropPolicy("center", 16),
+        CropPolicy("grid", 16, n=3),
+        CropPolicy("random", 16, n=2),
+        CropPolicy("resize", 16),
+    ],
+)
+@pytest.mark.parametrize("shape", [(3, 30, 41), (3, 12, 20)])  # the second is upscaled first
+def test_uint8_images_crop_to_the_float_crops_of_the_float_image(policy, shape):
+    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    as_float = image.float().div_(255.0)
+    out = crop(image, policy, torch.Generator().manual_seed(1))
+    assert out.dtype == torch.float32
+    assert torch.equal(out, crop(as_float, policy, torch.Generator().manual_seed(1)))

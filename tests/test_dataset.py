@@ -101,7 +101,7 @@ def test_uint8_cache_is_exact_and_bounded(table, monkeypatch):
     calls = []
     import mmpiqa.data.dataset as mod
 
-    monkeypatch.setattr(mod, "load_rgb", lambda p: calls.append(p) or pytest.fail("cache miss"))
+    monkeypatch.setattr(mod, "load_image", lambda p: calls.append(p) or pytest.fail("cache miss"))
     for i in range(6):
         assert ds[i]["image"].dtype == torch.float32
     monkeypatch.undo()

@@ -1,4 +1,9 @@
-"""At neutral prompts the prompted encoders must reproduce open_clip exactly (torch.equal, not allclose)."""
+"""At neutral prompts the prompted encoders must reproduce open_clip exactly (torch.equal, not allclose).
+
+MMPIQA_TEST_DEVICE=cuda runs the comparisons on a GPU (benchmarks/gpu.sh does); the default is the CPU.
+"""
+
+import os
 
 import open_clip
 import pytest
@@ -7,18 +12,19 @@ import torch
 from mmpiqa import ModelConfig, build_model
 
 NEUTRAL = dict(ctx_init="X X X X", text_depth=1, visual_depth=0, head="levels")
+DEVICE = torch.device(os.environ.get("MMPIQA_TEST_DEVICE", "cpu"))
 
 
 @pytest.mark.parametrize("backbone", ["micro", "tiny", "ViT-B-32"])
 def test_prompted_encoders_equal_open_clip(backbone):
-    model = build_model(ModelConfig(backbone=backbone, **NEUTRAL))
+    model = build_model(ModelConfig(backbone=backbone, **NEUTRAL), device=DEVICE)
     clip, size = model.clip, model.image_size
     with torch.no_grad():
         # Compared on the same batch: open_clip itself is not bit-stable across batch sizes.
         expected = clip.encode_text(model.text.tokens)
         got = torch.cat([model.encode_text(branch) for branch in model.text.branch_names])
         assert torch.equal(got, expected)
-        images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+        images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)).to(DEVICE)
         assert torch.equal(model.encode_image(images), clip.encode_image(model.normalize(images)))
 
 
@@ -31,7 +37,9 @@ def test_neutral_prompts_are_the_placeholder_words():
 
 def test_hand_written_context_equals_plain_prompt():
     """ctx_init words in the learnable slots give the same features as the plain sentences."""
-    model = build_model(ModelConfig(backbone="micro", ctx_init="a photo of", head="levels", visual_depth=0))
+    model = build_model(
+        ModelConfig(backbone="micro", ctx_init="a photo of", head="levels", visual_depth=0), device=DEVICE
+    )
     tokenizer = open_clip.get_tokenizer("mmpiqa-micro")
     sentences = [
         f"a photo of {p}"
@@ -43,7 +51,7 @@ def test_hand_written_context_equals_plain_prompt():
     ]
     assert sentences == model.text.prompts
     with torch.no_grad():
-        expected = model.clip.encode_text(tokenizer(sentences))
+        expected = model.clip.encode_text(tokenizer(sentences).to(DEVICE))
         got = torch.cat(list(model.text_features(normalize=False).values()))
     assert torch.equal(got, expected)
 

@@ -8,7 +8,7 @@ import torch
 from fixtures_official import html_page, png_gray16, png_rgb16, truncate
 from PIL import Image, ImageFile
 
-from mmpiqa.data.images import ImageReadError, check_image, load_rgb
+from mmpiqa.data.images import ImageReadError, check_image, load_image, load_rgb, to_unit_float
 
 
 def _rgb(seed=0, h=5, w=7):
@@ -151,3 +151,20 @@ def test_exif_orientation_only_on_request(tmp_path):
     Image.fromarray(_rgb(h=4, w=8)).save(tmp_path / "o.jpg", exif=exif)
     assert load_rgb(tmp_path / "o.jpg").shape == (3, 4, 8)
     assert load_rgb(tmp_path / "o.jpg", exif_transpose=True).shape == (3, 8, 4)
+
+
+def test_load_image_keeps_8bit_sources_as_uint8_and_converts_exactly(tmp_path):
+    """uint8 for plain 8-bit files (crops are cut before conversion), float for the rest; `to_unit_float` of it
+    is what the float path computes, bit for bit."""
+    arr = _rgb(3, 40, 50)
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=70)
+    Image.fromarray(arr[:, :, 0], mode="L").save(tmp_path / "g.png")
+    Image.fromarray(np.dstack([arr, arr[:, :, :1]])).save(tmp_path / "t.png")
+    for name in ("a.jpg", "g.png"):
+        raw = load_image(tmp_path / name)
+        assert raw.dtype == torch.uint8 and raw.shape == (3, 40, 50)
+        with Image.open(tmp_path / name) as img:
+            expected = np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+        assert torch.equal(to_unit_float(raw), torch.from_numpy(expected).permute(2, 0, 1))
+        assert torch.equal(load_rgb(tmp_path / name), to_unit_float(raw))
+    assert load_image(tmp_path / "t.png").dtype == torch.float32  # transparency: composited, float

@@ -179,3 +179,27 @@ def test_xattn_starts_from_the_levels_readout_and_learns_a_correction(micro_imag
         ModelConfig(head="xattn", branches=("scene", "distortion"))
     with pytest.raises(ConfigError, match="xattn_prior"):
         ModelConfig(xattn_prior="antonym")
+
+
+@pytest.mark.parametrize("head", ["levels", "antonym", "xattn"])
+def test_readout_runs_in_float32_under_bf16_autocast(head):
+    """On CUDA the encoders run under bf16 autocast; the scores must not: bf16 logits (+-30 at CLIP's logit
+    scale) and scores fall onto coarse steps and 2,000 distinct scores collapse into a few hundred ties."""
+    model = build_model(ModelConfig(backbone="micro", head=head, visual_depth=0)).eval()
+    generator = torch.Generator().manual_seed(0)
+    pooled = torch.nn.functional.normalize(torch.randn(2000, 64, generator=generator), dim=-1)
+    tokens = torch.nn.functional.normalize(torch.randn(2000, 5, 64, generator=generator), dim=-1)
+    with torch.no_grad():
+        text = model.text_features()
+        # what the encoders hand over under autocast: bf16 features
+        inputs = (pooled.bfloat16(), tokens.bfloat16(), {b: f.bfloat16() for b, f in text.items()})
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.readout(*inputs)
+        plain = model.readout(*inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # what the readout gave before it left autocast
+            coarse = (model.clip.logit_scale.exp() * inputs[0] @ inputs[2]["quality"].t()).softmax(-1)[:, 0]
+    assert out.score.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in out.logits.values())
+    assert torch.equal(out.score, plain.score)
+    assert out.score.unique().numel() >= 1990  # ties only where the bf16 inputs themselves coincide
+    assert coarse.dtype == torch.bfloat16 and coarse.unique().numel() < 1500  # the control: bf16 ties

@@ -6,7 +6,7 @@ import pytest
 
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.experiment import load_table
-from mmpiqa.runtime import RuntimeEstimate, estimate_runtime
+from mmpiqa.runtime import RuntimeEstimate, estimate_runtime, project
 from mmpiqa.workbook import zero_shot_run
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=2, train_crops=2, test_crop="center")
@@ -67,3 +67,14 @@ def test_the_estimate_is_plain_arithmetic():
     assert est.steps == 12
     assert est.train_s == 2 * (12 * 2.0 + 4 * 1.0)
     assert est.eval_s == pytest.approx(2 * (3 * 10 + 10 + 20) * 3 * 0.01)
+
+
+def test_several_runs_are_projected_one_row_each(table):
+    configs = [_config(visual_depth=1).replace(name="deep"), zero_shot_run(_config())]
+    frame = project(configs, table)
+    deep, zero = (f"{c.name}-{c.key()}" for c in configs)  # the run folders' names
+    assert list(frame.index) == [deep, zero]
+    assert frame.loc[deep, "steps per split"] == 2 * math.ceil(75 / 16)
+    assert frame.loc[zero, "steps per split"] == 0
+    assert (frame["seconds"] > 0).all()
+    assert frame.attrs["summary"].startswith("projected runtime of 2 run(s) on micro: ")

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mmpiqa.data.images import to_unit_float
+
 __all__ = ["KINDS", "CropPolicy", "crop", "crop_batch", "crop_positions", "ensure_min_size", "merge_crops"]
 
 KINDS: tuple[str, ...] = ("random", "center", "grid", "resize")
@@ -102,16 +104,20 @@ def crop_positions(
 
 
 def crop(image: torch.Tensor, policy: CropPolicy, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply ``policy`` to one image (3, H, W); returns (n, 3, size, size) in the image's dtype."""
+    """Apply ``policy`` to one image (3, H, W); returns (n, 3, size, size) in the image's dtype, except that a
+    uint8 image (0..255, `mmpiqa.data.images.load_image`) comes out as float32 in [0, 1]: it is cut first and
+    only the crops are converted (converted first when it has to be resampled)."""
     if image.ndim != 3:
         raise ValueError(f"crop expects one image shaped (C, H, W), got {tuple(image.shape)}; use crop_batch")
     s = policy.size
+    if policy.kind == "resize" or min(image.shape[-2:]) < s:
+        image = to_unit_float(image)
     image = ensure_min_size(image, s)
     if policy.kind == "resize":
         out = F.interpolate(image.unsqueeze(0).float(), size=(s, s), mode="bicubic", antialias=True)
         return out.clamp_(0.0, 1.0).to(image.dtype)
     positions = crop_positions(image.shape[-2], image.shape[-1], policy, generator)
-    return torch.stack([image[:, t : t + s, lf : lf + s] for t, lf in positions])
+    return to_unit_float(torch.stack([image[:, t : t + s, lf : lf + s] for t, lf in positions]))
 
 
 def crop_batch(

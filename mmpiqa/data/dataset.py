@@ -19,9 +19,11 @@ Random crops are deterministic: item ``i`` in epoch ``e`` draws from a generator
 the crops do not depend on worker count, batch order or how many items were read before. Call ``set_epoch`` (or
 ``loader.dataset.set_epoch``) at the start of every epoch.
 
-Images are decoded with `mmpiqa.data.images.load_rgb` and kept in memory as uint8 (full image, before cropping)
-until ``cache_mb`` megabytes are used; the rest are read from disk each time. An image goes into the cache only if
-its 8-bit copy is exact (16-bit sources are re-read instead), so cached and uncached items are bit-identical. With
+Images are decoded with `mmpiqa.data.images.load_image` (uint8 for 8-bit sources; the crops are cut from it and
+only they are converted to float) and kept in memory as uint8 (full image, before cropping) until ``cache_mb``
+megabytes are used; the rest are read from disk each time. Only uint8 images are cached (16-bit sources are
+re-read instead), so cached and uncached items are bit-identical. A dataset read once (an evaluation) gains
+nothing from the cache: give it ``cache_mb=0``. With
 ``DataLoader(num_workers>0)`` each worker fills its own cache; call `preload` first to fill it once in the parent
 (forked workers then share it).
 """
@@ -37,7 +39,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from mmpiqa.data.crops import CropPolicy, crop
-from mmpiqa.data.images import load_rgb
+from mmpiqa.data.images import load_image, to_unit_float
 from mmpiqa.data.table import DISTORTION_GROUPS, SCENE_CLASSES
 
 __all__ = ["IQADataset", "collate"]
@@ -125,15 +127,17 @@ class IQADataset(Dataset):
 
     def image(self, index: int) -> torch.Tensor:
         """The full image of item ``index`` as float32 (3, H, W) in [0, 1], from the cache when there."""
+        return to_unit_float(self._decoded(index))
+
+    def _decoded(self, index: int) -> torch.Tensor:
+        """`load_image` of item ``index`` (uint8, or float32 for wide sources), from the cache when there."""
         cached = self._cache.get(index)
         if cached is not None:
-            return cached.float().div_(255.0)
-        img = load_rgb(self.paths[index])
-        if self._cached_bytes + img[0].numel() * 3 <= self.cache_bytes:
-            u8 = img.mul(255.0).round_().to(torch.uint8)
-            if torch.equal(u8.float().div_(255.0), img):  # exact 8-bit image: safe to keep as uint8
-                self._cache[index] = u8
-                self._cached_bytes += u8.numel()
+            return cached
+        img = load_image(self.paths[index])
+        if img.dtype == torch.uint8 and self._cached_bytes + img.numel() <= self.cache_bytes:
+            self._cache[index] = img
+            self._cached_bytes += img.numel()
         return img
 
     def preload(self, progress: bool = False) -> int:
@@ -144,7 +148,7 @@ class IQADataset(Dataset):
             if self._cached_bytes >= self.cache_bytes:
                 break
             if i not in self._cache:
-                self.image(i)
+                self._decoded(i)
         return len(self._cache)
 
     def __getitem__(self, index: int) -> dict:
@@ -152,7 +156,7 @@ class IQADataset(Dataset):
             raise IndexError(index)
         gen = None if self.policy.deterministic else self.generator(index)
         return {
-            "image": crop(self.image(index), self.policy, gen),
+            "image": crop(self._decoded(index), self.policy, gen),
             "mos": self.mos[index],
             "index": torch.tensor(index, dtype=torch.int64),
             "dataset": self.dataset_index[index],

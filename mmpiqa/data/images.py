@@ -45,9 +45,11 @@ __all__ = [
     "ImageInfo",
     "ImageReadError",
     "check_image",
+    "load_image",
     "load_rgb",
     "strict_truncation",
     "to_rgb_array",
+    "to_unit_float",
 ]
 
 MAX_PIXELS = 50_000_000  # 8K x 6K; the largest IQA photos (SPAQ, 4000 x 4000) are a third of it
@@ -178,12 +180,22 @@ def check_image(path: str | os.PathLike) -> ImageInfo:
 
 def load_rgb(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tensor:
     """Read an image as a float32 tensor (3, H, W) in [0, 1]; see the module docstring for the conversions."""
+    return to_unit_float(load_image(path, exif_transpose=exif_transpose))
+
+
+def load_image(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tensor:
+    """`load_rgb` before its last step: (3, H, W) uint8 where the source is plain 8-bit RGB/grey/palette (most
+    files), float32 in [0, 1] otherwise. `to_unit_float` of it is `load_rgb`, bit for bit; cutting crops out of
+    the uint8 image first converts only the crops' pixels, and a cached uint8 image takes a quarter of the
+    memory."""
     img = _open_loaded(path)
     with img:
         try:
             if exif_transpose:
                 img = ImageOps.exif_transpose(img)
-            arr = to_rgb_array(img, source=str(path))
+            arr = _rgb8(img)
+            if arr is None:
+                arr = to_rgb_array(img, source=str(path))
         except ImageReadError:
             raise
         except Exception as exc:  # damaged EXIF or palette data surface only here
@@ -193,20 +205,34 @@ def load_rgb(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
+def to_unit_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0..255) as float32 in [0, 1] (the same division as `to_rgb_array`); float passes as is."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
+
+
 def to_rgb_array(img: Image.Image, *, source: str = "image") -> np.ndarray:
     """Convert a loaded PIL image to float32 (H, W, 3) in [0, 1] (white behind transparency)."""
     mode = img.mode
+    rgb8 = _rgb8(img)
+    if rgb8 is not None:
+        return rgb8.astype(np.float32) / np.float32(255.0)
     if mode.startswith("I;16") or mode in ("I", "F"):
         gray = _wide_gray(img, source)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if (mode == "P" and "transparency" in img.info) or mode in ("PA", "LA", "La", "RGBA", "RGBa"):
+    if mode in _EIGHT_BIT_MODES:  # with transparency
         return _composite_on_white(img.convert("RGBA"))
-    if mode in ("L", "1", "RGB") and "transparency" in img.info:
-        return _composite_on_white(img.convert("RGBA"))
-    if mode in _EIGHT_BIT_MODES:
-        rgb = img if mode == "RGB" else img.convert("RGB")
-        return np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
     raise ImageReadError(f"{source}: unsupported image mode {mode!r}. {_MODE_FIX}")
+
+
+def _rgb8(img: Image.Image) -> np.ndarray | None:
+    """uint8 (H, W, 3) of an 8-bit image without transparency; None for the modes `to_rgb_array` converts
+    otherwise (wide grey, transparency composited on white)."""
+    mode = img.mode
+    if mode not in _EIGHT_BIT_MODES or mode in ("PA", "LA", "La", "RGBA", "RGBa"):
+        return None
+    if mode in ("P", "L", "1", "RGB") and "transparency" in img.info:
+        return None
+    return np.asarray(img if mode == "RGB" else img.convert("RGB"))
 
 
 def _composite_on_white(rgba: Image.Image) -> np.ndarray:
