@@ -109,13 +109,15 @@ def rank_table(scores, mos, labels: Sequence[str] | None = None) -> pd.DataFrame
     return frame
 
 
-def compare_prompts(model, features: torch.Tensor, mos, presets: Mapping[str, str]) -> pd.DataFrame:
-    """SRCC (with its 95% bootstrap CI over images) and PLCC with the labels of each wording in `presets`
-    (label -> 'worst | ... | best')."""
+def compare_prompts(
+    model, features: torch.Tensor, mos, presets: Mapping[str, str], clusters=None
+) -> pd.DataFrame:
+    """SRCC (with its 95% bootstrap CI) and PLCC with the labels of each wording in `presets`
+    (label -> 'worst | ... | best'). `clusters` (e.g. each image's content) makes the CI resample contents."""
     rows = []
     for label, text in presets.items():
         scores = score_prompts(model, features, text)
-        low, high = metrics.bootstrap_ci(scores, mos, "srcc")
+        low, high = metrics.bootstrap_ci(scores, mos, "srcc", clusters=clusters)
         rows.append({"wording": label, "prompts": len(parse_prompts(text)), "srcc": metrics.srcc(scores, mos),
                      "srcc low": low, "srcc high": high, "plcc": metrics.plcc(scores, mos),
                      "score sd": float(np.std(scores)), "text": text})  # fmt: skip
