@@ -28,7 +28,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         print(f"device: cpu ({torch.get_num_threads()} threads); no CUDA device")
     print(f"HF_HUB_OFFLINE: {'set (no downloads)' if hub_offline() else 'not set'}")
-    print("offline backbones (random weights, shipped with the package):")
+    print("offline configs (random weights unless pretrained='synthetic': the teaching CLIP, shipped):")
     for short, name in OFFLINE_CONFIGS.items():
         cfg = open_clip.get_model_config(name)
         v, t = cfg["vision_cfg"], cfg["text_cfg"]
