@@ -37,10 +37,8 @@ from mmpiqa.data.corpus import HELD_OUT_FAMILIES, PRETRAIN_FAMILIES, corpus_item
 from mmpiqa.errors import MissingFileError
 from mmpiqa.io import atomic_write, atomic_write_text
 from mmpiqa.labels import QUALITY_LEVELS
+from mmpiqa.train import lr_factor
 
-# OpenAI CLIP's normalisation, which the offline configs use too (PromptedCLIP normalises with the same numbers)
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
 STATE_FILE = "state.pt"
 LOG_FILE = "log.csv"
 WEIGHTS_FILE = "weights.safetensors"
@@ -102,7 +100,7 @@ def caption_contrastive_loss(
     evenly over the images that carry it. With all captions distinct (U = B, caption_id = arange) this is exactly
     open_clip's ``ClipLoss``."""
     logits = scale * image @ text.t()  # (B, U)
-    carriers = (caption_id[None, :] == torch.arange(text.shape[0])[:, None]).float()  # (U, B)
+    carriers = (caption_id[None, :] == torch.arange(text.shape[0], device=caption_id.device)[:, None]).float()
     per_image = F.cross_entropy(logits, caption_id)
     per_caption = F.cross_entropy(logits.t(), carriers / carriers.sum(dim=1, keepdim=True))
     return 0.5 * (per_image + per_caption)
@@ -110,7 +108,7 @@ def caption_contrastive_loss(
 
 def quality_targets(quality: torch.Tensor, levels: int, sigma: float) -> torch.Tensor:
     """Soft targets over the quality captions: a Gaussian of width `sigma` around each item's level."""
-    grid = torch.arange(levels, dtype=torch.float32)
+    grid = torch.arange(levels, dtype=torch.float32, device=quality.device)
     weights = torch.exp(-0.5 * ((grid[None, :] - quality[:, None].float()) / sigma) ** 2)
     return weights / weights.sum(dim=1, keepdim=True)
 
@@ -130,28 +128,27 @@ def _image_size(model: nn.Module) -> int:
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
+def normalised_images(items: list) -> torch.Tensor:
+    """Corpus items' uint8 images as a (B, 3, H, W) batch, normalised as open_clip's (OpenAI) configs expect."""
+    images = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
 def batch(config: PretrainConfig, step: int, size: int) -> tuple[torch.Tensor, list[str], dict]:
     """The step's images (normalised, (B, 3, H, W)), captions and labels: a pure function of (seed, step)."""
     indices = [step * config.batch_size + i for i in range(config.batch_size)]
     if config.corpus_contents:
         indices = [i % (config.corpus_contents * config.versions) for i in indices]
     items = [corpus_item(config.seed, i, size, config.versions) for i in indices]
-    images = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255.0
-    images = (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    images = normalised_images(items)
     groups = _groups()
     labels = {
         "quality": torch.tensor([it.quality for it in items]),
         "group": torch.tensor([groups.index(it.group) if it.group else -1 for it in items]),
     }
     return images, [it.caption for it in items], labels
-
-
-def lr_factor(config: PretrainConfig, step: int) -> float:
-    warm = max(1, round(config.warmup * config.steps))
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, config.steps - warm)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
@@ -275,7 +272,7 @@ def pretrain(
     while step < last:
         start = time.perf_counter()
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(config, step)
+            group["lr"] = config.lr * lr_factor(step, config.steps, config.warmup)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 1_000_003 + step)  # patch dropout draws: fixed by (seed, step)
             parts = train_step(model, tokenizer, config, step, size, bank_tokens, len(quality))

@@ -21,7 +21,7 @@ from mmpiqa.data.corpus import HELD_OUT_FAMILIES, corpus_item
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.experiment import crop_policies
 from mmpiqa.model import build_model
-from mmpiqa.pretrain import MEAN, STD
+from mmpiqa.pretrain import normalised_images
 from mmpiqa.train import predict
 
 # Items from a seed the shipped recipe never used: pairs the teaching CLIP has not seen.
@@ -75,8 +75,7 @@ def retrieval(name: str, pretrained: str | None, items: list) -> tuple[np.ndarra
     """Cosine similarity of every image with every caption of `items`: (matrix, image->text top-1 accuracy,
     chance). A caption shared by several items counts as a hit for each of them."""
     clip, _ = load_backbone(name, pretrained)
-    images = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2).float() / 255.0
-    images = (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    images = normalised_images(items)
     captions = [it.caption for it in items]
     image = F.normalize(clip.encode_image(images), dim=-1)
     text = F.normalize(clip.encode_text(tokenizer_for(name)(captions)), dim=-1)
