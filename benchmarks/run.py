@@ -9,8 +9,8 @@ Items: gemm (the machine's own matmul ceiling), train (training step: images/s a
 of the ceiling), text (text pass vs batch size; dual 25-prompt branches vs a LIQE-style joint 495-prompt set),
 cache (epoch time of a text-only variant with and without the frozen-feature cache), infer (images/s with one
 centre crop vs n grid crops, peak memory), eval (JPEG files -> scores end to end, and decode alone, as a
-fraction of the model-only rate), fastpath (the training-time speed-ups of mmpiqa/prompts.py and
-mmpiqa/heads.py switched off one by one; full runs only). benchmarks/README.md says what each number means.
+fraction of the model-only rate), fastpath (the training-time speed-ups of mmpiqa/model/prompts.py and
+mmpiqa/model/heads.py switched off one by one; full runs only). benchmarks/README.md says what each number means.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Bench:
         return torch.autocast("cpu", enabled=False)
 
     def backbone(self, name: str) -> tuple:
-        from mmpiqa.backbone import load_backbone, tokenizer_for
+        from mmpiqa.model.backbone import load_backbone, tokenizer_for
 
         if name not in self._backbones:
             self._backbones.clear()  # one large backbone in memory at a time
@@ -115,7 +115,7 @@ class Bench:
 
     def model(self, name: str, **config):
         from mmpiqa.config import ModelConfig
-        from mmpiqa.model import PromptedCLIP
+        from mmpiqa.model.prompted_clip import PromptedCLIP
 
         clip, identity, tokenizer = self.backbone(name)
         with torch.random.fork_rng(devices=[]):
@@ -132,7 +132,7 @@ class Bench:
     def train_step(self, model, batch: int):
         """One optimisation step as the Trainer takes it: forward, loss, backward, clip, AdamW."""
         from mmpiqa.labels import DISTORTION_GROUPS, SCENE_CLASSES
-        from mmpiqa.losses import LossWeights, total_loss
+        from mmpiqa.train.losses import LossWeights, total_loss
 
         params = model.trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=1e-4)
@@ -274,7 +274,7 @@ class Bench:
 
     def text(self) -> None:
         from mmpiqa.labels import DISTORTION_GROUPS, QUALITY_LEVELS, SCENE_CLASSES
-        from mmpiqa.prompts import TextPrompts, encode_text
+        from mmpiqa.model.prompts import TextPrompts, encode_text
 
         # (a) the text pass is once per step: its cost does not grow with the batch, the image side does
         model = self.model("ViT-B-32", visual_depth=-1)
@@ -343,7 +343,7 @@ class Bench:
     def cache(self) -> None:
         """Epochs of the real Trainer on in-memory random images: text-only variant, with and without cache."""
         from mmpiqa.config import TrainConfig
-        from mmpiqa.train import Trainer
+        from mmpiqa.train.trainer import Trainer
 
         n = self.plan["cache_images"]
         model_config = dict(visual_depth=0, text_depth=1, head="xattn")
@@ -391,10 +391,10 @@ class Bench:
             )
 
     def fastpath(self) -> None:
-        """What each training-time fast path of mmpiqa/prompts.py and mmpiqa/heads.py is worth: the same steps
+        """What each training-time fast path of mmpiqa/model/prompts.py and mmpiqa/model/heads.py is worth: the same steps
         with it switched off (patched in this process only, restored after; open_clip is never touched)."""
-        import mmpiqa.prompts as prompts
-        from mmpiqa.heads import CrossAttentionHead
+        import mmpiqa.model.prompts as prompts
+        from mmpiqa.model.heads import CrossAttentionHead
 
         fast_blocks, fast_head = prompts.run_block, CrossAttentionHead.forward
 

@@ -8,9 +8,9 @@ The public API used by the notebooks and the command line:
     out.score, out.logits["scene"]
 """
 
-from mmpiqa.checkpoint import load_prompts, save_prompts
 from mmpiqa.config import ModelConfig
-from mmpiqa.model import IQAOutput, PromptedCLIP, build_model
+from mmpiqa.model.checkpoint import load_prompts, save_prompts
+from mmpiqa.model.prompted_clip import IQAOutput, PromptedCLIP, build_model
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import platform
 import sys
+from pathlib import Path
 
 import mmpiqa
 from mmpiqa.errors import InputError
@@ -17,7 +18,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import open_clip
     import torch
 
-    from mmpiqa.backbone import OFFLINE_CONFIGS, cached_weights, hub_offline, registry_name
+    from mmpiqa.model.backbone import OFFLINE_CONFIGS, cached_weights, hub_offline, registry_name
 
     print(
         f"mmpiqa {mmpiqa.__version__}  python {platform.python_version()}  torch {torch.__version__}  "
@@ -49,7 +50,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mmpiqa.demo import format_table, run_demo
+    from mmpiqa.runs.demo import format_table, run_demo
+    from mmpiqa.workbook.plots import demo_figures
 
     # default: the teaching CLIP; `--pretrained none` gives the random-weight contrast
     pretrained = args.pretrained if args.pretrained is not None or args.backbone else "synthetic"
@@ -64,7 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print()
     print(format_table(result.table))
-    print(f"\nrun folders under {args.out}; figures: {', '.join(str(p) for p in result.figures)}")
+    figures = demo_figures(result.runs, Path(args.out) / "figures")
+    print(f"\nrun folders under {args.out}; figures: {', '.join(str(p) for p in figures)}")
     return 0
 
 
@@ -81,9 +84,9 @@ def _run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmpiqa.demo import format_table
-    from mmpiqa.experiment import results_table, run
-    from mmpiqa.train import world_info
+    from mmpiqa.runs.demo import format_table
+    from mmpiqa.runs.experiment import results_table, run
+    from mmpiqa.train.trainer import world_info
 
     config = _run_config(args)
     result = run(config, args.out, splits=args.splits, progress=not args.quiet)
@@ -99,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from mmpiqa.config import DataConfig
-    from mmpiqa.experiment import evaluate_run
+    from mmpiqa.runs.experiment import evaluate_run
 
     data = DataConfig(
         dataset=args.dataset, root=args.root, size=args.size, skip_unreadable=args.skip_unreadable
@@ -121,7 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from mmpiqa.predict import format_predictions, predict_images
+    from mmpiqa.runs.predict import format_predictions, predict_images
 
     rows = predict_images(args.run, args.images, split=args.split)
     print(format_predictions(rows, args.format))
@@ -132,7 +135,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     import json
 
     from mmpiqa.config import ConfigError, parse_assignments
-    from mmpiqa.pretrain import PretrainConfig, pretrain, ship
+    from mmpiqa.train.pretrain import PretrainConfig, pretrain, ship
 
     data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
     data.update(parse_assignments(args.set or []))
@@ -162,7 +165,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from mmpiqa.sweep import LocalPool, SubmititBackend, load_sweep, run_sweep, summary_table
+    from mmpiqa.runs.sweep import LocalPool, SubmititBackend, load_sweep, run_sweep, summary_table
 
     sweep = load_sweep(args.grid)
     if args.summary:
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.set_defaults(func=cmd_pretrain)
 
     sweep = sub.add_parser("sweep", help="run a grid of configs (resumable; failures reported, not fatal)")
-    sweep.add_argument("--grid", required=True, help="a grid file (see mmpiqa.sweep)")
+    sweep.add_argument("--grid", required=True, help="a grid file (see mmpiqa.runs.sweep)")
     sweep.add_argument("--out", default="runs")
     sweep.add_argument(
         "--backend",

@@ -68,7 +68,7 @@ class ConfigBase:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         text = self.to_json() if path.suffix == ".json" else _yaml_dump(self.to_dict())
-        from mmpiqa.io import atomic_write_text
+        from mmpiqa.files import atomic_write_text
 
         atomic_write_text(path, text + "\n")
         return path

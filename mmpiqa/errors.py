@@ -9,10 +9,10 @@ caller would expect (`ValueError`, `OSError`, ...), so ``except ValueError`` kee
       ConfigError          mmpiqa.config       a config field, --set or config file
       DatasetFormatError   mmpiqa.data.readers a label file or dataset layout
       ImageReadError       mmpiqa.data.images  an image file
-      CheckpointError      mmpiqa.checkpoint   a prompt checkpoint or run folder
+      CheckpointError      mmpiqa.model.checkpoint   a prompt checkpoint or run folder
         CheckpointMismatch                     learned on another backbone or config
-      WeightsUnavailable, UnsupportedBackbone  mmpiqa.backbone
-      WriteError           mmpiqa.io           an output file could not be written (disk full, read-only, ...)
+      WeightsUnavailable, UnsupportedBackbone  mmpiqa.model.backbone
+      WriteError           mmpiqa.files           an output file could not be written (disk full, read-only, ...)
       MissingFileError     here                a file or folder the user named does not exist
 """
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import yaml
 
-from mmpiqa import ablation, metrics
+from mmpiqa import metrics
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import Split, save_splits
-from mmpiqa.experiment import run_folder
-from mmpiqa.sweep import Sweep, load_sweep
-from mmpiqa.workbook import Backbone
+from mmpiqa.runs.experiment import run_folder
+from mmpiqa.runs.sweep import Sweep, load_sweep
+from mmpiqa.workbook import Backbone, ablation
 
 ROOT = Path(__file__).parent.parent
 BASE = RunConfig(

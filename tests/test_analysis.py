@@ -1,4 +1,4 @@
-"""mmpiqa.analysis: per-family SRCC, largest errors, the cross-dataset matrix, nearest words, prompt norms and the
+"""mmpiqa.workbook.analysis: per-family SRCC, largest errors, the cross-dataset matrix, nearest words, prompt norms and the
 classification summaries, on synthetic predictions and the micro backbone (fast, offline)."""
 
 import json
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mmpiqa import analysis, analysis_plots
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig
-from mmpiqa.model import build_model
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.workbook import analysis, analysis_plots
 
 matplotlib.use("Agg")
 
@@ -71,7 +71,7 @@ def _fake_run(folder, dataset="embedded", srcc=0.42):
 
 
 def test_cross_dataset_matrix_uses_the_test_part_on_the_diagonal(tmp_path, monkeypatch):
-    import mmpiqa.experiment as experiment
+    import mmpiqa.runs.experiment as experiment
 
     calls = []
 
@@ -97,7 +97,7 @@ def test_cross_dataset_matrix_uses_the_test_part_on_the_diagonal(tmp_path, monke
 
 
 def test_another_embedded_size_is_a_cross_cell(tmp_path, monkeypatch):
-    import mmpiqa.experiment as experiment
+    import mmpiqa.runs.experiment as experiment
 
     monkeypatch.setattr(
         experiment,

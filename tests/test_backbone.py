@@ -10,14 +10,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mmpiqa import ModelConfig, build_model
-from mmpiqa.backbone import (
+from mmpiqa.model.backbone import (
     UnsupportedBackbone,
     WeightsUnavailable,
     check_supported,
     load_backbone,
     tag_uses_quick_gelu,
 )
-from mmpiqa.checkpoint import CheckpointMismatch, load_prompts, save_prompts
+from mmpiqa.model.checkpoint import CheckpointMismatch, load_prompts, save_prompts
 
 
 def test_tiny_is_a_small_clip():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmpiqa import ModelConfig, build_model, load_prompts, save_prompts
-from mmpiqa.checkpoint import CheckpointMismatch
+from mmpiqa.model.checkpoint import CheckpointMismatch
 
 
 def _trained(config):

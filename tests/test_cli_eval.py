@@ -9,8 +9,8 @@ import torch
 
 from mmpiqa.cli import main
 from mmpiqa.config import RunConfig
-from mmpiqa.experiment import load_table
-from mmpiqa.model import PromptedCLIP
+from mmpiqa.model.prompted_clip import PromptedCLIP
+from mmpiqa.runs.experiment import load_table
 
 
 def test_train_then_eval_and_predict_from_the_command_line(tmp_path, capsys, monkeypatch):

@@ -8,9 +8,9 @@ import pytest
 
 from mmpiqa.config import ConfigError, DataConfig, ModelConfig, RunConfig
 from mmpiqa.data.splits import check_no_leakage, load_splits, make_splits, save_splits, subsample_train
-from mmpiqa.experiment import load_table, part_datasets
-from mmpiqa.model import build_model
-from mmpiqa.probe import probe_config
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.runs.experiment import load_table, part_datasets
+from mmpiqa.workbook.probe import probe_config
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=3, train_crops=1, test_crop="center")
 

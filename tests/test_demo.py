@@ -1,8 +1,9 @@
 """The main job end to end at a test size: the machinery learns, and the teaching CLIP knows more than random."""
 
 from mmpiqa.cli import main
-from mmpiqa.demo import demo_configs, run_demo
-from mmpiqa.experiment import load_table, run
+from mmpiqa.runs.demo import demo_configs, run_demo
+from mmpiqa.runs.experiment import load_table, run
+from mmpiqa.workbook.plots import demo_figures
 
 
 def test_demo_machinery_learns_on_random_weights(tmp_path, capsys):
@@ -13,7 +14,8 @@ def test_demo_machinery_learns_on_random_weights(tmp_path, capsys):
     # Observed on the tiny random backbone, small benchmark (one test content of 75 images): trained 0.33,
     # zero-shot levels -0.22 (antonym -0.23). The margin asserted is well inside what was seen.
     assert trained > zero_shot + 0.2, result.table
-    assert all(p.is_file() and p.stat().st_size > 10_000 for p in result.figures)
+    figures = demo_figures(result.runs, tmp_path / "figures")
+    assert len(figures) == 2 and all(p.is_file() and p.stat().st_size > 10_000 for p in figures)
     out = capsys.readouterr().out
     assert "RANDOM weights" in out and "not real CLIP" in out  # the numbers say what they come from
 
@@ -22,9 +24,13 @@ def test_teaching_clip_zero_shot_beats_random_weights(tmp_path):
     # The demo's zero-shot baseline on the same split, teaching CLIP vs random weights (no training: seconds).
     scores = {}
     for pretrained in ("synthetic", None):
-        config = next(c for c in demo_configs("tiny", pretrained, size="small") if c.name == "zero-shot-levels")
+        config = next(
+            c for c in demo_configs("tiny", pretrained, size="small") if c.name == "zero-shot-levels"
+        )
         table = load_table(config.data, progress=False)
-        scores[pretrained] = run(config, tmp_path, table=table, progress=False, echo=False).summary()["median"]
+        scores[pretrained] = run(config, tmp_path, table=table, progress=False, echo=False).summary()[
+            "median"
+        ]
     # measured on the small benchmark's test content: 0.12 (teaching CLIP) vs -0.22 (random weights)
     assert scores["synthetic"] > scores[None] + 0.2, scores
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mmpiqa.train import lr_factor
+from mmpiqa.train.trainer import lr_factor
 
 CONFIG = """\
 name: ddp

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import mmpiqa.experiment as experiment
+import mmpiqa.runs.experiment as experiment
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mmpiqa.experiment import load_table, results_table, run, run_folder
+from mmpiqa.runs.experiment import load_table, results_table, run, run_folder
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=3, train_crops=2, test_crop="center")
 TRAIN = TrainConfig(epochs=2, batch_size=16, lr=5e-3)

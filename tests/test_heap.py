@@ -9,7 +9,7 @@ import pytest
 CHILD = textwrap.dedent(
     """
     import resource, torch
-    from mmpiqa.heap import keep_freed_memory
+    from mmpiqa.train.heap import keep_freed_memory
 
     def faults():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

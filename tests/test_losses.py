@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmpiqa import losses as L
+from mmpiqa.train import losses as L
 
 EPS = 1e-8
 

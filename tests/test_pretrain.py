@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
-from mmpiqa.backbone import OFFLINE_TAGS, WEIGHTS_DIR, file_sha256, load_backbone, offline_provenance
 from mmpiqa.cli import main
 from mmpiqa.config import ConfigError
 from mmpiqa.data.corpus import (
@@ -21,7 +20,8 @@ from mmpiqa.data.corpus import (
     PRETRAIN_FAMILIES,
     corpus_item,
 )
-from mmpiqa.pretrain import (
+from mmpiqa.model.backbone import OFFLINE_TAGS, WEIGHTS_DIR, file_sha256, load_backbone, offline_provenance
+from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
     WEIGHTS_FILE,
     PretrainConfig,
@@ -30,7 +30,7 @@ from mmpiqa.pretrain import (
     pretrain,
     quality_targets,
 )
-from mmpiqa.train import lr_factor
+from mmpiqa.train.trainer import lr_factor
 
 MICRO = dict(backbone="micro", batch_size=8, versions=4, checkpoint_every=3, warmup=0.1)
 
@@ -178,7 +178,7 @@ def test_teaching_clip_loads_by_tag_and_says_what_it_is():
 
 
 def test_damaged_shipped_weights_are_refused(tmp_path, monkeypatch):
-    import mmpiqa.backbone as backbone
+    import mmpiqa.model.backbone as backbone
 
     stem = OFFLINE_TAGS[("tiny", "synthetic")]
     (tmp_path / f"{stem}.json").write_text((WEIGHTS_DIR / f"{stem}.json").read_text())

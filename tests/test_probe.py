@@ -9,9 +9,9 @@ import torch
 
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import load_splits, make_splits
-from mmpiqa.experiment import load_table, results_table
-from mmpiqa.model import build_model
-from mmpiqa.probe import crop_features, fit_ridge, load_probe, probe_folder, ridge_path, run_probe
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.runs.experiment import load_table, results_table
+from mmpiqa.workbook.probe import crop_features, fit_ridge, load_probe, probe_folder, ridge_path, run_probe
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=1, train_crops=2, test_crop="center")
 CONFIG = RunConfig(

@@ -11,11 +11,11 @@ import pytest
 import torch
 from fixtures_official import truncate, write_image
 
-from mmpiqa.checkpoint import CheckpointError, CheckpointMismatch, read_prompts, save_prompts
 from mmpiqa.cli import main
 from mmpiqa.config import ConfigError, ModelConfig, RunConfig
-from mmpiqa.io import WriteError, atomic_write_text
-from mmpiqa.model import build_model
+from mmpiqa.files import WriteError, atomic_write_text
+from mmpiqa.model.checkpoint import CheckpointError, CheckpointMismatch, read_prompts, save_prompts
+from mmpiqa.model.prompted_clip import build_model
 
 TRAIN = ["--set", "model.backbone=micro", "--quiet", "--set", "train.epochs=1", "--set", "train.batch_size=8"]
 TRAIN += ["--set", "data.n_splits=1", "--set", "data.train_crops=1", "--set", "data.test_crop=center"]
@@ -194,7 +194,7 @@ def test_splits_must_be_a_positive_count(capsys, splits):
 
 
 def test_more_splits_than_the_config_has_is_refused(tmp_path):
-    from mmpiqa.experiment import run
+    from mmpiqa.runs.experiment import run
 
     config = RunConfig(model=ModelConfig(backbone="micro")).with_overrides(["data.n_splits=2"])
     with pytest.raises(ConfigError, match="--splits 3: between 1 and data.n_splits=2"):
@@ -233,7 +233,7 @@ def test_run_files_follow_the_umask(tmp_path, umask):
 
 
 def test_a_full_disk_names_the_path_and_leaves_no_temp_file(tmp_path):
-    from mmpiqa.io import atomic_write
+    from mmpiqa.files import atomic_write
 
     def full(tmp):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -10,10 +10,10 @@ import sys
 import pytest
 import yaml
 
-from mmpiqa import sweep as sweep_module
 from mmpiqa.cli import build_parser, main
 from mmpiqa.config import ConfigError
-from mmpiqa.sweep import LocalPool, Point, SubmititBackend, load_sweep, run_sweep
+from mmpiqa.runs import sweep as sweep_module
+from mmpiqa.runs.sweep import LocalPool, Point, SubmititBackend, load_sweep, run_sweep
 
 BASE = {
     "name": "t",

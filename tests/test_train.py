@@ -9,8 +9,8 @@ import torch
 from mmpiqa import ModelConfig, build_model
 from mmpiqa.config import DataConfig, TrainConfig
 from mmpiqa.data.splits import make_splits
-from mmpiqa.experiment import load_table, part_datasets
-from mmpiqa.train import STATE_FILE, Trainer, TrainingDiverged, lr_factor, seed_everything
+from mmpiqa.runs.experiment import load_table, part_datasets
+from mmpiqa.train.trainer import STATE_FILE, Trainer, TrainingDiverged, lr_factor, seed_everything
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""mmpiqa.widgets: the computations behind the notebook widgets, and the widgets driven without a browser."""
+"""mmpiqa.workbook.widgets: the computations behind the notebook widgets, and the widgets driven without a browser."""
 
 import base64
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mmpiqa import ModelConfig, build_model, widgets
+from mmpiqa import ModelConfig, build_model
 from mmpiqa.data.embedded import CALIBRATION, METRICS, metric_quality, pseudo_mos
+from mmpiqa.workbook import widgets
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEVELS = " | ".join(f"a photo of {w} quality." for w in ("bad", "poor", "fair", "good", "perfect"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -13,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from mmpiqa import metrics
+from mmpiqa.runs.experiment import RunResult, results_table
 
 
 def set_theme() -> None:
@@ -65,3 +67,25 @@ def training_curves(history: Sequence[dict], *, axes=None):
     axes[1].plot(frame["epoch"], frame["val_srcc"], marker="o", color="C1")
     axes[1].set(xlabel="epoch", ylabel="validation SRCC")
     return axes
+
+
+def demo_figures(runs: list[RunResult], folder: str | Path) -> list[Path]:
+    """The demo's figures: predicted vs MOS per run (first split) and the SRCC bars; returns their paths."""
+    set_theme()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4), squeeze=False)
+    for ax, result in zip(axes[0], runs, strict=True):
+        pred = pd.read_csv(result.folder / "split-00" / "predictions.csv")
+        prediction_scatter(pred["score"], pred["mos"], title=result.config.name, ax=ax)
+    fig.tight_layout()
+    paths.append(folder / "predicted_vs_mos.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    ax = metric_bars(results_table(runs), title="test SRCC (95% CI)")
+    paths.append(folder / "srcc.png")
+    ax.figure.tight_layout()
+    ax.figure.savefig(paths[-1], dpi=120)
+    plt.close(ax.figure)
+    return paths

@@ -14,7 +14,7 @@ What the prompts learned (chapter 07):
                         the prompts sit among (token embeddings, residual-stream tokens);
 * `class_labels`, `confusion`, `accuracy`, `chance_accuracy`  the auxiliary scene / distortion classification.
 
-Their figures are in `mmpiqa.analysis_plots`.
+Their figures are in `mmpiqa.workbook.analysis_plots`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmpiqa import experiment, metrics
+from mmpiqa import metrics
 from mmpiqa.config import DataConfig, RunConfig
-from mmpiqa.model import PromptedCLIP
+from mmpiqa.model.prompted_clip import PromptedCLIP
+from mmpiqa.runs import experiment
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
@@ -105,7 +106,7 @@ def cross_dataset_results(
     own **test part** (median over its splits, read from metrics.json): evaluating on all of that dataset would
     score the training images too.
     Every other cell evaluates the run's best prompts on all images of the test dataset
-    (`mmpiqa.experiment.evaluate_run`). Columns: train, test, kind ('within: test part' / 'cross: all images'),
+    (`mmpiqa.runs.experiment.evaluate_run`). Columns: train, test, kind ('within: test part' / 'cross: all images'),
     n_images, value, ci_low, ci_high.
     """
     rows = []
@@ -166,7 +167,7 @@ def nearest_words(model: PromptedCLIP, k: int = 3, tokenizer=None, skip_special:
     Columns: branch, slot, rank (1 = nearest), token_id, word, cosine.
     """
     if tokenizer is None:
-        from mmpiqa.backbone import tokenizer_for
+        from mmpiqa.model.backbone import tokenizer_for
 
         tokenizer = tokenizer_for(model.config.backbone)
     vocab = F.normalize(model.clip.token_embedding.weight.detach().float(), dim=-1)

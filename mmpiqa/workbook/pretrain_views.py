@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from mmpiqa import metrics
-from mmpiqa.backbone import WEIGHTS_DIR, load_backbone, tokenizer_for
 from mmpiqa.config import DataConfig, ModelConfig
 from mmpiqa.data.corpus import HELD_OUT_FAMILIES, corpus_item
 from mmpiqa.data.dataset import IQADataset
-from mmpiqa.experiment import crop_policies
-from mmpiqa.model import build_model
-from mmpiqa.pretrain import normalised_images
-from mmpiqa.train import predict
+from mmpiqa.model.backbone import WEIGHTS_DIR, load_backbone, tokenizer_for
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.runs.experiment import crop_policies
+from mmpiqa.train.pretrain import normalised_images
+from mmpiqa.train.trainer import predict
 
 # Items from a seed the shipped recipe never used: pairs the teaching CLIP has not seen.
 FRESH_SEED = 20261130

@@ -1,7 +1,7 @@
 """What the notebooks share: the backbone choice, the banner, where runs live, the standard run configs.
 
 Chapters share results through run folders, never kernel state: each chapter asks for the same RunConfig (built
-here) and `mmpiqa.experiment.run` trains it only if its folder is not complete yet ("load if present, else
+here) and `mmpiqa.runs.experiment.run` trains it only if its folder is not complete yet ("load if present, else
 train"), so every chapter runs alone from a fresh kernel.
 """
 
@@ -11,8 +11,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmpiqa.backbone import OFFLINE_CONFIGS, OFFLINE_TAGS, cached_weights, hub_offline, offline_summary
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.model.backbone import OFFLINE_CONFIGS, OFFLINE_TAGS, cached_weights, hub_offline, offline_summary
 
 REAL_BACKBONE = ("ViT-B-16", "openai")  # what backbone="auto" uses when its weights can be had
 OFFLINE_BACKBONE = ("tiny", "synthetic")  # the teaching CLIP mmpiqa pretrained itself (never random weights)

@@ -30,7 +30,7 @@ from open_clip.transformer import QuickGELU, VisionTransformer
 
 from mmpiqa.errors import InputError, MissingFileError
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
 # short name -> open_clip registry name of the configs shipped in `model_configs/`
 OFFLINE_CONFIGS: dict[str, str] = {"tiny": "mmpiqa-tiny", "micro": "mmpiqa-micro"}
 # where open_clip keeps weights it downloads from a plain URL (the Hugging Face hub has its own cache)
@@ -44,7 +44,7 @@ CHECKPOINT_NAMES = (
 )
 
 # (offline config, tag) -> file stem in WEIGHTS_DIR: `<stem>.safetensors` (fp16 weights) + `<stem>.json` (provenance)
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthetic"}
 
 open_clip.add_model_config(CONFIG_DIR)

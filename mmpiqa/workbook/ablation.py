@@ -8,7 +8,7 @@
     tests = ablation.paired_tests(tidy)                                  # every pair of arms, shared splits only
     ablation.depth_plot(table); ablation.pvalue_matrix(tests)
 
-The arms are `mmpiqa.sweep.Sweep` points, so a grid file with the same base and axes (params/*_grid.yaml) makes
+The arms are `mmpiqa.runs.sweep.Sweep` points, so a grid file with the same base and axes (params/*_grid.yaml) makes
 the same run folders: a sweep run from the command line on a GPU is read here without training again.
 Two arms are compared only on the splits they share, and "shared" is checked on the content of each run's
 splits.json (the same train / val / test names), never assumed from the split index.
@@ -32,8 +32,8 @@ import seaborn as sns
 
 from mmpiqa import metrics
 from mmpiqa.config import RunConfig
-from mmpiqa.experiment import load_table, run, run_folder
-from mmpiqa.sweep import Sweep
+from mmpiqa.runs.experiment import load_table, run, run_folder
+from mmpiqa.runs.sweep import Sweep
 from mmpiqa.workbook import Backbone, mpiqe_run
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "plcc_logistic", "rmse")
@@ -74,7 +74,7 @@ def base_config(
     num_workers: int = 0,
     **model_changes: Any,
 ) -> RunConfig:
-    """The MP-IQE run of `mmpiqa.workbook.mpiqe_run` with the data knobs an ablation turns down on a CPU.
+    """The MP-IQE run of `mmpiqa.workbook.backbone_choice.mpiqe_run` with the data knobs an ablation turns down on a CPU.
 
     `n_splits` is part of the config (and so of the run folder's key): asking for more splits makes a new
     folder instead of silently reusing one that holds fewer. `size` only means something for the embedded
@@ -319,7 +319,7 @@ def image_blocks(backbone: str) -> int:
     """How many transformer blocks the image tower of `backbone` has (what ``visual_depth=-1`` means)."""
     import open_clip
 
-    from mmpiqa.backbone import registry_name
+    from mmpiqa.model.backbone import registry_name
 
     config = open_clip.get_model_config(registry_name(backbone))
     if config is None:

@@ -1,12 +1,12 @@
-"""mmpiqa.inspect: token layout, parameter counts per depth, cost per depth, attention paid to prompt tokens."""
+"""mmpiqa.workbook.towers: token layout, parameter counts per depth, cost per depth, attention paid to prompt tokens."""
 
 import matplotlib
 import pytest
 import torch
 
-from mmpiqa import inspect
 from mmpiqa.config import ModelConfig
-from mmpiqa.model import build_model
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.workbook import towers
 
 matplotlib.use("Agg")
 
@@ -15,7 +15,7 @@ MICRO = ModelConfig(backbone="micro")  # image 32 px, patch 8 (16 patches), widt
 
 def test_layout_of_a_deep_model():
     model = build_model(MICRO.replace(visual_depth=2, n_vis=3))
-    layout = inspect.prompt_layout(model)
+    layout = towers.prompt_layout(model)
     assert (layout.n_patches, layout.n_prompts, layout.n_blocks, layout.depth) == (16, 3, 3, 2)
     assert layout.length == 1 + 16 + 3 and layout.prompt_slots == slice(17, 20)
     assert [layout.source(b) for b in range(3)] == ["appended", "replaced", "carried"]
@@ -27,16 +27,16 @@ def test_layout_of_a_deep_model():
 
 
 def test_layout_without_prompts_and_with_all_blocks():
-    none = inspect.prompt_layout(build_model(MICRO.replace(visual_depth=0)))
+    none = towers.prompt_layout(build_model(MICRO.replace(visual_depth=0)))
     assert none.n_prompts == 0 and none.length == 17
     assert {none.source(b) for b in range(3)} == {"none"}
-    every = inspect.prompt_layout(build_model(MICRO.replace(visual_depth=-1)))
+    every = towers.prompt_layout(build_model(MICRO.replace(visual_depth=-1)))
     assert every.depth == 3 and [every.source(b) for b in range(3)] == ["appended", "replaced", "replaced"]
 
 
 def test_the_layout_matches_the_sequence_the_blocks_see(micro_images):
     model = build_model(MICRO.replace(visual_depth=2, n_vis=3))
-    layout = inspect.prompt_layout(model)
+    layout = towers.prompt_layout(model)
     seen = []
     hooks = [
         b.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[1]))
@@ -50,8 +50,8 @@ def test_the_layout_matches_the_sequence_the_blocks_see(micro_images):
 
 
 def test_draw_layout_draws_one_row_per_block():
-    ax = inspect.draw_layout(
-        inspect.TokenLayout(n_patches=16, n_prompts=2, n_blocks=3, depth=2), show_patches=3
+    ax = towers.draw_layout(
+        towers.TokenLayout(n_patches=16, n_prompts=2, n_blocks=3, depth=2), show_patches=3
     )
     # CLS + 3 patches + ellipsis + 2 prompts, for each of 3 blocks
     assert len(ax.patches) == 3 * (1 + 3 + 1 + 2)
@@ -59,13 +59,13 @@ def test_draw_layout_draws_one_row_per_block():
 
 
 def test_depth_table_follows_the_parameter_formula():
-    table = inspect.depth_table(MICRO.replace(n_vis=2), [0, 1, -1])
+    table = towers.depth_table(MICRO.replace(n_vis=2), [0, 1, -1])
     width = 64
     assert list(table.index) == [0, 1, 3]
     assert list(table["visual"]) == [0, 2 * width * 1, 2 * width * 3]
     assert table.loc[3, "visual tensor"] == "(3, 2, 64)" and table.loc[0, "visual tensor"] == "-"
     assert (table["learned"] == table["text"] + table["visual"] + table["head"]).all()
-    coupled = inspect.depth_table(MICRO.replace(coupled=True, n_vis=3, text_depth=3), [2])
+    coupled = towers.depth_table(MICRO.replace(coupled=True, n_vis=3, text_depth=3), [2])
     assert (
         coupled.loc[2, "visual"] == 2 * (48 * 64 + 64) and coupled.loc[2, "visual tensor"] == "coupled maps"
     )
@@ -73,23 +73,23 @@ def test_depth_table_follows_the_parameter_formula():
 
 def test_cost_per_depth_reports_positive_times():
     threads = torch.get_num_threads()
-    cost = inspect.cost_per_depth(MICRO, [0, 1], batch=4, steps=2, warmup=1)
+    cost = towers.cost_per_depth(MICRO, [0, 1], batch=4, steps=2, warmup=1)
     assert torch.get_num_threads() == threads  # the one-thread CPU clock restores the setting
     assert list(cost.index) == [0, 1] and set(cost["clock"]) == {"cpu"}
     assert (cost[["forward_s", "backward_s"]] >= 0).all().all() and (cost["step_s"] > 0).all()
     assert cost["step_s"].equals(cost["forward_s"] + cost["backward_s"])
     assert cost.loc[1, "learned"] > cost.loc[0, "learned"]
-    wall = inspect.cost_per_depth(MICRO, [1], batch=4, steps=1, warmup=0, clock="wall")
+    wall = towers.cost_per_depth(MICRO, [1], batch=4, steps=1, warmup=0, clock="wall")
     assert wall.loc[1, "clock"] == "wall" and wall.loc[1, "step_s"] > 0
     with pytest.raises(ValueError, match="clock"):
-        inspect.cost_per_depth(MICRO, [1], clock="gpu")
+        towers.cost_per_depth(MICRO, [1], clock="gpu")
 
 
 def test_attention_maps_are_the_blocks_own_attention(micro_images):
     """Rows sum to 1, and the recomputed attention rebuilds each block's output from its input."""
     model = build_model(MICRO.replace(visual_depth=1, n_vis=2))
-    maps = inspect.attention_maps(model, micro_images)
-    layout = inspect.prompt_layout(model)
+    maps = towers.attention_maps(model, micro_images)
+    layout = towers.prompt_layout(model)
     assert len(maps) == 3
     for weights in maps:
         assert weights.shape == (3, 2, layout.length, layout.length)  # (B, heads, L, L)
@@ -115,7 +115,7 @@ def test_attention_maps_are_the_blocks_own_attention(micro_images):
 
 def test_prompt_attention_shares(micro_images):
     model = build_model(MICRO.replace(visual_depth=2, n_vis=2))
-    shares = inspect.prompt_attention(model, micro_images)
+    shares = towers.prompt_attention(model, micro_images)
     assert list(shares.index) == [0, 1, 2]
     total = shares["cls"] + shares["patches"] + shares["prompts"]
     torch.testing.assert_close(torch.tensor(total.to_numpy()), torch.ones(3, dtype=torch.float64))
@@ -125,7 +125,7 @@ def test_prompt_attention_shares(micro_images):
 
 
 def test_depth_zero_pays_no_attention_to_prompts(micro_images):
-    table = inspect.attention_by_depth(MICRO, [0, 1, -1], micro_images)
+    table = towers.attention_by_depth(MICRO, [0, 1, -1], micro_images)
     assert list(table.index) == [0, 1, 3] and list(table.columns) == [0, 1, 2]
     assert (table.loc[0] == 0).all()
     assert (table.loc[[1, 3]] > 0).all().all()
@@ -135,11 +135,11 @@ def test_attention_refuses_blocks_it_cannot_read(micro_images):
     model = build_model(MICRO.replace(visual_depth=1))
     model.clip.visual.transformer.resblocks[0].attn = torch.nn.Identity()
     with pytest.raises(TypeError, match="MultiheadAttention"):
-        inspect.attention_maps(model, micro_images)
+        towers.attention_maps(model, micro_images)
 
 
 def test_models_per_depth_share_one_backbone_and_match_build_model():
-    models = inspect.models_per_depth(MICRO, [0, 2, -1])
+    models = towers.models_per_depth(MICRO, [0, 2, -1])
     assert list(models) == [0, 2, 3]
     assert models[2].clip is models[3].clip is models[0].clip
     alone = build_model(MICRO.replace(visual_depth=2))

@@ -2,7 +2,7 @@
 
 Builds the embedded benchmark, trains the MP-IQE variant (deep visual prompts + scene/distortion text branches +
 cross-attention readout), evaluates it on a content-disjoint test part beside two zero-shot baselines through
-the same path, prints one table and writes figures. Every number is labelled with the backbone it came from.
+the same path, prints one table (`mmpiqa.workbook.plots.demo_figures` draws its figures). Every number is labelled with the backbone it came from.
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmpiqa.backbone import OFFLINE_TAGS, offline_summary
+from mmpiqa.model.backbone import OFFLINE_TAGS, offline_summary
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mmpiqa.experiment import RunResult, load_table, results_table, run
+from mmpiqa.runs.experiment import RunResult, load_table, results_table, run
 
 
 @dataclass
 class DemoResult:
     runs: list[RunResult]
     table: pd.DataFrame
-    figures: list[Path]
 
 
 def demo_configs(
@@ -90,15 +89,13 @@ def run_demo(
     splits: int = 1,
     train_fraction: float | None = 0.5,
     progress: bool = True,
-    figures: bool = True,
 ) -> DemoResult:
     configs = demo_configs(backbone, pretrained, epochs, size, splits, train_fraction)
     print(banner(configs), flush=True)
     table = load_table(configs[0].data, progress=progress)
     runs = [run(config, out, splits=splits, table=table, progress=progress) for config in configs]
     summary = results_table(runs)
-    paths = _figures(runs, Path(out) / "figures") if figures else []
-    return DemoResult(runs=runs, table=summary, figures=paths)
+    return DemoResult(runs=runs, table=summary)
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -109,27 +106,3 @@ def format_table(table: pd.DataFrame) -> str:
             f"{row.plcc:7.3f} [{row.plcc_low:6.3f}, {row.plcc_high:6.3f}]"
         )
     return "\n".join(lines)
-
-
-def _figures(runs: list[RunResult], folder: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    from mmpiqa import plots
-
-    plots.set_theme()
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4), squeeze=False)
-    for ax, result in zip(axes[0], runs, strict=True):
-        pred = pd.read_csv(result.folder / "split-00" / "predictions.csv")
-        plots.prediction_scatter(pred["score"], pred["mos"], title=result.config.name, ax=ax)
-    fig.tight_layout()
-    paths.append(folder / "predicted_vs_mos.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    ax = plots.metric_bars(results_table(runs), title="test SRCC (95% CI)")
-    paths.append(folder / "srcc.png")
-    ax.figure.tight_layout()
-    ax.figure.savefig(paths[-1], dpi=120)
-    plt.close(ax.figure)
-    return paths

@@ -12,7 +12,7 @@ embeddings of matching pairs are pulled together, the rest of the batch pushed a
 
 The corpus item of a step is fixed by (seed, step), and so is every random draw (patch dropout), so a run resumes
 from its last checkpoint to exactly the weights of an uninterrupted run. The result is exported as fp16
-safetensors with a provenance record; `mmpiqa.backbone` loads it as ``backbone="tiny", pretrained="synthetic"``.
+safetensors with a provenance record; `mmpiqa.model.backbone` loads it as ``backbone="tiny", pretrained="synthetic"``.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from open_clip.transformer import PatchDropout
 from torch import nn
 
-from mmpiqa.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
 from mmpiqa.config import ConfigBase, ConfigError
 from mmpiqa.data.corpus import HELD_OUT_FAMILIES, PRETRAIN_FAMILIES, corpus_item
 from mmpiqa.errors import MissingFileError
-from mmpiqa.io import atomic_write, atomic_write_text
+from mmpiqa.files import atomic_write, atomic_write_text
 from mmpiqa.labels import QUALITY_LEVELS
-from mmpiqa.train import lr_factor
+from mmpiqa.model.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
+from mmpiqa.train.trainer import lr_factor
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.csv"
@@ -314,10 +314,10 @@ def _checkpoint(folder: Path, model, optimizer, step: int, seconds: float, histo
 
 def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path:
     """Copy a finished run's weights, provenance and loss history into the package (`mmpiqa/weights/<stem>.*`),
-    where `mmpiqa.backbone.OFFLINE_TAGS` finds them. What the package ships is exactly what the run exported."""
+    where `mmpiqa.model.backbone.OFFLINE_TAGS` finds them. What the package ships is exactly what the run exported."""
     import shutil
 
-    from mmpiqa import backbone
+    from mmpiqa.model import backbone
 
     folder, target = Path(folder), weights_dir or backbone.WEIGHTS_DIR
     if not (folder / PROVENANCE_FILE).is_file():

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mmpiqa.backbone import load_backbone, tokenizer_for
 from mmpiqa.config import ModelConfig
-from mmpiqa.losses import fidelity_loss
-from mmpiqa.model import PromptedCLIP
+from mmpiqa.model.backbone import load_backbone, tokenizer_for
+from mmpiqa.model.prompted_clip import PromptedCLIP
+from mmpiqa.train.losses import fidelity_loss
 
 SOURCES = ("none", "appended", "replaced", "carried")  # where a block's prompt slots come from
 

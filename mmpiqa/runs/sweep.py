@@ -12,7 +12,7 @@ A grid file (YAML or JSON):
         - [kadid10k, /data/kadid10k]
 
 Finished points (complete run folders) are skipped before anything is scheduled, so re-running a sweep after a
-crash or a pre-emption only runs what is missing or failed; inside a point `mmpiqa.experiment.run` resumes from
+crash or a pre-emption only runs what is missing or failed; inside a point `mmpiqa.runs.experiment.run` resumes from
 its finished splits and last epoch. The summary table is read from the run folders when the sweep ends, so it
 also covers points that ran on other nodes.
 
@@ -135,7 +135,7 @@ class Point:
 
     @property
     def folder(self) -> Path:
-        from mmpiqa.experiment import run_folder
+        from mmpiqa.runs.experiment import run_folder
 
         return run_folder(self.config, self.out)
 
@@ -146,7 +146,7 @@ class Point:
 def _run_point(config_dict: dict, out: str, splits: int | None, threads: int | None = None) -> dict:
     """Run one grid point (in a worker process or a cluster job); never raises: failures come back as data.
     `threads` caps torch's CPU threads, so points sharing a machine do not oversubscribe its cores."""
-    from mmpiqa.experiment import run, run_folder
+    from mmpiqa.runs.experiment import run, run_folder
 
     if threads:
         import torch
@@ -166,7 +166,7 @@ def _run_point(config_dict: dict, out: str, splits: int | None, threads: int | N
 
 class PointJob:
     """The callable a cluster job runs. Checkpointable: on pre-emption or timeout submitit requeues it with the
-    same arguments, and `mmpiqa.experiment.run` continues from the finished splits and the last epoch."""
+    same arguments, and `mmpiqa.runs.experiment.run` continues from the finished splits and the last epoch."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
@@ -379,7 +379,7 @@ def _read_registry(log_dir: Path) -> dict[str, str]:
 
 
 def _write_registry(log_dir: Path, registry: dict[str, str]) -> None:
-    from mmpiqa.io import atomic_write_json
+    from mmpiqa.files import atomic_write_json
 
     atomic_write_json(log_dir / "jobs.json", registry)
 

@@ -1,4 +1,4 @@
-"""Figures of `mmpiqa.analysis` (chapters 06 and 07), seaborn on the `mmpiqa.plots.set_theme` look."""
+"""Figures of `mmpiqa.workbook.analysis` (chapters 06 and 07), seaborn on the `mmpiqa.workbook.plots.set_theme` look."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 
 from mmpiqa.data.images import load_rgb
-from mmpiqa.plots import plt, sns  # pyplot as mmpiqa.plots sets it up (headless unless Jupyter)
+from mmpiqa.workbook.plots import (  # pyplot as mmpiqa.workbook.plots sets it up (headless unless Jupyter)
+    plt,
+    sns,
+)
 
 
 def plot_family_srcc(table: pd.DataFrame, *, title: str = "", ax=None):

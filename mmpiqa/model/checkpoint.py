@@ -14,11 +14,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from mmpiqa.backbone import BackboneIdentity
 from mmpiqa.config import ModelConfig
 from mmpiqa.errors import InputError, MissingFileError, not_a_file
-from mmpiqa.io import atomic_write
-from mmpiqa.model import PromptedCLIP, build_model
+from mmpiqa.files import atomic_write
+from mmpiqa.model.backbone import BackboneIdentity
+from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 
 FORMAT = "mmpiqa-prompts/1"
 

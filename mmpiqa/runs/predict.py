@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mmpiqa.checkpoint import load_prompts
+from mmpiqa.model.checkpoint import load_prompts
 from mmpiqa.data.crops import crop
 from mmpiqa.data.images import load_rgb
 from mmpiqa.errors import MissingFileError
-from mmpiqa.experiment import crop_policies, read_run_config
-from mmpiqa.model import build_model
-from mmpiqa.train import BEST_FILE, resolve_device
+from mmpiqa.runs.experiment import crop_policies, read_run_config
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.train.trainer import BEST_FILE, resolve_device
 
 
 def predict_images(run: str | Path, images: list[str | Path], split: int = 0) -> list[dict]:

@@ -1,13 +1,13 @@
-"""mmpiqa.runtime: the projected runtime of a run from a dry step."""
+"""mmpiqa.workbook.runtime_estimate: the projected runtime of a run from a dry step."""
 
 import math
 
 import pytest
 
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from mmpiqa.experiment import load_table
-from mmpiqa.runtime import RuntimeEstimate, estimate_runtime, project
+from mmpiqa.runs.experiment import load_table
 from mmpiqa.workbook import zero_shot_run
+from mmpiqa.workbook.runtime_estimate import RuntimeEstimate, estimate_runtime, project
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=2, train_crops=2, test_crop="center")
 TRAIN = TrainConfig(epochs=2, batch_size=16)

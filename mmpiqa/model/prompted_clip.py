@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpiqa.backbone import BackboneIdentity, load_backbone, tokenizer_for
 from mmpiqa.config import ConfigError, ModelConfig
-from mmpiqa.heads import CrossAttentionHead, antonym_probability, expected_level
-from mmpiqa.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
+from mmpiqa.model.backbone import BackboneIdentity, load_backbone, tokenizer_for
+from mmpiqa.model.heads import CrossAttentionHead, antonym_probability, expected_level
+from mmpiqa.model.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
 
 
 @dataclass

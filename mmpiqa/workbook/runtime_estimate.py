@@ -25,10 +25,10 @@ from torch.utils.data import default_collate
 
 from mmpiqa.config import RunConfig
 from mmpiqa.data.splits import make_splits
-from mmpiqa.experiment import part_datasets
-from mmpiqa.losses import LossWeights, total_loss
-from mmpiqa.model import build_model
-from mmpiqa.train import resolve_device, seed_everything
+from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.runs.experiment import part_datasets
+from mmpiqa.train.losses import LossWeights, total_loss
+from mmpiqa.train.trainer import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 Nothing is learned inside CLIP and no text is used: the image tower runs once over every crop, the features go into
 a ridge regression fitted on the train part, the regularisation is chosen on the val part (best SRCC), and the
-test part is scored once. Same crops (`mmpiqa.experiment.part_datasets`: the training pool and the test policy of
+test part is scored once. Same crops (`mmpiqa.runs.experiment.part_datasets`: the training pool and the test policy of
 the config), same splits (same `DataConfig`, same seed), same `train_fraction` subset as every other arm, and a
-run folder of the same shape, so `mmpiqa.experiment.results_table` shows it next to the prompt-learning runs:
+run folder of the same shape, so `mmpiqa.runs.experiment.results_table` shows it next to the prompt-learning runs:
 
     <out>/probe-<features>-<hash>/
         config.json, probe.json   the RunConfig of the data and backbone, the probe's own settings
@@ -17,7 +17,7 @@ Features (`features=`): 'pooled' is the unit-norm pooled image embedding the pro
 mean and standard deviation over all tokens of every block's output (the per-layer token statistics that carry
 far more quality information in a random or lightly trained tower, DESIGN §7); 'both' concatenates them. Training
 features are averaged over each image's pool of training crops, test features over its test crops (for a linear
-model that equals averaging the predicted scores over crops, as `mmpiqa.train.predict` does).
+model that equals averaging the predicted scores over crops, as `mmpiqa.train.trainer.predict` does).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from tqdm.auto import tqdm
 from mmpiqa import metrics
 from mmpiqa.config import ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import check_no_leakage, load_splits, make_splits, save_splits
-from mmpiqa.experiment import (
+from mmpiqa.files import atomic_write, atomic_write_json
+from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
+from mmpiqa.runs.experiment import (
     RunLog,
     RunResult,
     load_table,
@@ -46,9 +48,7 @@ from mmpiqa.experiment import (
     save_predictions,
     summarise_splits,
 )
-from mmpiqa.io import atomic_write, atomic_write_json
-from mmpiqa.model import PromptedCLIP, build_model
-from mmpiqa.train import resolve_device, seed_everything
+from mmpiqa.train.trainer import resolve_device, seed_everything
 
 FEATURES = ("pooled", "tokens", "both")
 # ridge penalties, in units of the number of training images (features are standardised first)
@@ -219,7 +219,7 @@ def run_probe(
     echo: bool = True,
 ) -> RunResult:
     """Fit and evaluate the linear probe for the data and backbone of `config` (any arm of a study) over its
-    splits; skip if the folder is complete. Returns a `RunResult` like `mmpiqa.experiment.run`."""
+    splits; skip if the folder is complete. Returns a `RunResult` like `mmpiqa.runs.experiment.run`."""
     if features not in FEATURES:
         raise ValueError(f"features={features!r}: one of {FEATURES}")
     alphas = tuple(float(a) for a in alphas)

@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from mmpiqa import metrics
-from mmpiqa.checkpoint import save_prompts
 from mmpiqa.config import TrainConfig
-from mmpiqa.heap import keep_freed_memory
-from mmpiqa.io import atomic_write
-from mmpiqa.losses import LossWeights, total_loss
-from mmpiqa.model import PromptedCLIP
+from mmpiqa.files import atomic_write
+from mmpiqa.model.checkpoint import save_prompts
+from mmpiqa.model.prompted_clip import PromptedCLIP
+from mmpiqa.train.heap import keep_freed_memory
+from mmpiqa.train.losses import LossWeights, total_loss
 
 STATE_FILE = "last.safetensors"  # per-epoch training state (resume)
 BEST_FILE = "prompts.safetensors"  # best-on-val prompts (what evaluation and `predict` load)
@@ -164,7 +164,7 @@ def predict(
     """
     device = device or next(model.parameters()).device
     model.eval()
-    keep_freed_memory()  # batches reuse memory instead of faulting it in again (mmpiqa/heap.py)
+    keep_freed_memory()  # batches reuse memory instead of faulting it in again (mmpiqa/train/heap.py)
     text = model.text_features()
     out: dict[str, list] = {"score": [], "mos": [], "index": []}
     probs: dict[str, list] = {b: [] for b in model.text.branch_names}

@@ -3,7 +3,7 @@
 * `distortion_gallery(table)`: pick a distortion family, move the level slider; the image and its pseudo-MOS update.
 * `prompt_playground(model, images, mos)`: type prompts (or pick a preset); a small gallery is re-scored zero-shot,
   ranked, and compared with the labels (SRCC).
-* `LivePlot()`: the `on_epoch` callback of `mmpiqa.experiment.run` / `Trainer`; redraws loss and SRCC each epoch.
+* `LivePlot()`: the `on_epoch` callback of `mmpiqa.runs.experiment.run` / `Trainer`; redraws loss and SRCC each epoch.
 
 Every display works in any front end. The two widgets are ipywidgets whose display also carries a static PNG of
 their first state: JupyterLab renders the live widget (its widget renderer outranks images), while papermill
@@ -34,11 +34,11 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from mmpiqa import metrics
-from mmpiqa.backbone import tokenizer_for
 from mmpiqa.data.crops import CropPolicy, crop
 from mmpiqa.data.distortions import FAMILY_BY_NAME
 from mmpiqa.data.embedded import CALIBRATION, LOWER_IS_BETTER, METRICS, metric_quality
 from mmpiqa.data.images import load_rgb
+from mmpiqa.model.backbone import tokenizer_for
 
 # label -> prompts, worst to best, '|'-separated
 PROMPT_PRESETS: dict[str, str] = {

@@ -26,16 +26,16 @@ import pandas as pd
 import torch
 
 from mmpiqa import metrics
-from mmpiqa.checkpoint import CheckpointError, load_prompts
+from mmpiqa.model.checkpoint import CheckpointError, load_prompts
 from mmpiqa.config import ConfigError, DataConfig, RunConfig
 from mmpiqa.data.crops import CropPolicy
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.data.readers import read_dataset
 from mmpiqa.data.splits import Split, check_no_leakage, load_splits, make_splits, save_splits, subsample_train
 from mmpiqa.errors import MissingFileError
-from mmpiqa.io import atomic_write_json, writing
-from mmpiqa.model import PromptedCLIP, build_model
-from mmpiqa.train import (
+from mmpiqa.files import atomic_write_json, writing
+from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
+from mmpiqa.train.trainer import (
     BEST_FILE,
     Trainer,
     barrier,
@@ -335,7 +335,7 @@ def save_predictions(path: Path, table: pd.DataFrame, dataset: IQADataset, pred:
     for key, probs in pred.items():
         if key.startswith("prob_"):
             frame[f"{key[5:]}_top"] = np.argmax(probs, axis=1)
-    from mmpiqa.io import atomic_write_text
+    from mmpiqa.files import atomic_write_text
 
     atomic_write_text(path, frame.to_csv(index=False))
 
