@@ -9,8 +9,8 @@ Items: gemm (the machine's own matmul ceiling), train (training step: images/s a
 of the ceiling), text (text pass vs batch size; dual 25-prompt branches vs a LIQE-style joint 495-prompt set),
 cache (epoch time of a text-only variant with and without the frozen-feature cache), infer (images/s with one
 centre crop vs n grid crops, peak memory), eval (JPEG files -> scores end to end, and decode alone, as a
-fraction of the model-only rate), fastpath (the training-time speed-ups of mmpiqa/model/prompts.py and
-mmpiqa/model/heads.py switched off one by one; full runs only). benchmarks/README.md says what each number means.
+fraction of the model-only rate), fastpath (the training-time speed-ups of mmpiqa/model/fast.py switched
+off one by one; full runs only). benchmarks/README.md says what each number means.
 """
 
 from __future__ import annotations
@@ -391,12 +391,12 @@ class Bench:
             )
 
     def fastpath(self) -> None:
-        """What each training-time fast path of mmpiqa/model/prompts.py and mmpiqa/model/heads.py is worth: the same steps
-        with it switched off (patched in this process only, restored after; open_clip is never touched)."""
-        import mmpiqa.model.prompts as prompts
+        """What each training-time fast path of mmpiqa/model/fast.py is worth: the same steps with it switched off
+        (patched in this process only, restored after; open_clip is never touched)."""
+        from mmpiqa.model import fast
         from mmpiqa.model.heads import CrossAttentionHead
 
-        fast_blocks, fast_head = prompts.run_block, CrossAttentionHead.forward
+        fast_blocks, fast_head = fast.run_block, CrossAttentionHead.forward
 
         def open_clip_blocks(block, x, attn_mask=None):
             return block(x, attn_mask=attn_mask)
@@ -412,11 +412,11 @@ class Bench:
 
         def variant(step, blocks, length):
             def run() -> None:
-                prompts.run_block, model.text.used_length = blocks, length
+                fast.run_block, model.text.used_length = blocks, length
                 try:
                     step()
                 finally:
-                    prompts.run_block, model.text.used_length = fast_blocks, used
+                    fast.run_block, model.text.used_length = fast_blocks, used
 
             return run
 

@@ -1,4 +1,4 @@
-"""The training-time fast paths (mmpiqa/model/prompts.py, mmpiqa/model/heads.py) compute what open_clip's own calls compute.
+"""The training-time fast paths (mmpiqa/model/fast.py) compute what open_clip's own calls compute.
 
 Without a gradient the prompted encoders call open_clip's blocks as they are (test_equivalence.py holds them to
 bit equality); with one, blocks run their attention in the batch-first layout and the text tower skips the
@@ -8,14 +8,14 @@ padding after the last end token. Same maths, so features and gradients agree to
 import pytest
 import torch
 
-import mmpiqa.model.prompts as prompts
 from mmpiqa import ModelConfig, build_model
+from mmpiqa.model import fast
 from mmpiqa.model.heads import CrossAttentionHead
 
 
 def _reference_blocks(monkeypatch, model):
     """Route every block through open_clip's own forward and keep the full text context."""
-    monkeypatch.setattr(prompts, "run_block", lambda block, x, attn_mask=None: block(x, attn_mask=attn_mask))
+    monkeypatch.setattr(fast, "run_block", lambda block, x, attn_mask=None: block(x, attn_mask=attn_mask))
     monkeypatch.setattr(model.text, "used_length", None)
 
 

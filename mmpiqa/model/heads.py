@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from mmpiqa.model import fast
 
 
 def expected_level(logits: torch.Tensor) -> torch.Tensor:
@@ -57,43 +58,9 @@ class CrossAttentionHead(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """queries (Q, E), tokens (B, N, E), pooled (B, E) -> score (B,) [, attention (B, Q, N)]."""
         q = self.norm_q(queries)
-        attended, weights = self._attend(q, self.norm_kv(tokens), return_attention)
+        # self.attn(q for every image, kv, kv), reordered so the image tokens are never projected (speed only)
+        attended, weights = fast.cross_attention(self.attn, q, self.norm_kv(tokens), return_attention)
         # (attended + q).mean(1), with q shared by every image
         summary = attended.mean(dim=1) + q.mean(dim=0)
         score = self.mlp(torch.cat([summary, pooled], dim=-1)).squeeze(-1)
         return (score, weights) if return_attention else score
-
-    def _attend(
-        self, q: torch.Tensor, kv: torch.Tensor, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``self.attn(q, kv, kv)`` with q (Q, E) shared by the batch: (B, Q, E) and the head-averaged weights.
-
-        The same parameters and maths as nn.MultiheadAttention, reordered for speed (its training path spent
-        most of a cached text-only step projecting every image token to keys and values, B*N rows of E x 2E):
-        * keys: q_h . (W_kh x + b_kh) = (W_kh^T q_h) . x + q_h . b_kh. The query side is folded into the key
-          projection once per step (H*Q vectors of width E) and the bias term, the same for all of a query's
-          scores, cancels in the softmax; so the scores are taken against the normalised tokens x themselves;
-        * values: P_h (x W_vh^T + b_vh) = (P_h x) W_vh^T + b_vh, as each row of P_h sums to one; so only the
-          Q attended mixtures per image are projected, not the N tokens.
-        All heads share the keys and values x, so they run as one attention with H*Q queries of width E.
-        """
-        attn = self.attn
-        batch, n_tokens, dim = kv.shape
-        heads, head_dim, n_q = attn.num_heads, dim // attn.num_heads, q.shape[0]
-        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
-        b_q, _, b_v = attn.in_proj_bias.chunk(3)
-        qh = F.linear(q, w_q, b_q).view(n_q, heads, head_dim).transpose(0, 1)  # (H, Q, d)
-        folded = (qh @ w_k.view(heads, head_dim, dim)).view(1, 1, heads * n_q, dim)  # (1, 1, H*Q, E)
-        x = kv.unsqueeze(1)  # (B, 1, N, E): keys and values alike
-        weights = None
-        if need_weights:
-            probs = (folded * head_dim**-0.5 @ x.transpose(-2, -1)).softmax(dim=-1)  # (B, 1, H*Q, N)
-            mixed = probs @ x
-            weights = probs.view(batch, heads, n_q, n_tokens).mean(dim=1)
-        else:
-            mixed = F.scaled_dot_product_attention(
-                folded.expand(batch, -1, -1, -1), x, x, scale=head_dim**-0.5
-            )  # (B, 1, H*Q, E)
-        mixed = mixed.view(batch, heads, n_q, dim)
-        out = torch.einsum("bhqe,hde->bqhd", mixed, w_v.view(heads, head_dim, dim)).reshape(batch, n_q, dim)
-        return F.linear(out + b_v, attn.out_proj.weight, attn.out_proj.bias), weights

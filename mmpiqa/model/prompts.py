@@ -13,24 +13,19 @@ At neutral settings (context initialised from the prompt's own words, no deep pr
 loops reproduce ``clip.encode_text`` / ``clip.encode_image`` bit for bit; tests/test_equivalence.py holds them
 to it.
 
-Speed (benchmarks/RESULTS.md has the numbers). When a gradient flows through a tower (training with learnable
-prompts) two things change, neither of which changes the maths; without a gradient (evaluation, the equivalence
-tests, frozen towers) every block is called as open_clip calls it:
-
-* `run_block` computes a block's self-attention in the batch-first layout (one GEMM for the packed in-projection)
-  instead of ``nn.MultiheadAttention``'s slow path, which open_clip's block takes whenever a gradient flows: that
-  path transposes to (L, B, D) and runs the in-projection of the non-contiguous input, forward and backward, as
-  L small batched GEMMs (``aten::bmm``) plus copies.
-* `encode_text` drops the padding after the longest prompt's end token: with a causal mask nothing before a
-  position attends to it, so the pooled end-token features are the same and the text tower does ~5x less work.
+Speed only: where the loops would call ``block(x, attn_mask=mask)`` they call `fast.run_block`, and the text
+sequence passes through `fast.drop_padding` first. Both return what the plain code returns (bit for bit without a
+gradient, to float rounding with one) and only make training faster; `mmpiqa.model.fast` says how, and which
+test proves it.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from open_clip.transformer import ResidualAttentionBlock, text_global_pool
+from open_clip.transformer import text_global_pool
 from torch import nn
+
+from mmpiqa.model import fast
 
 CTX_STD = 0.02  # init scale of random context and deep prompts (CoOp, VPT, MaPLe all use 0.02)
 
@@ -84,8 +79,8 @@ class TextPrompts(nn.Module):
             embeds = clip.token_embedding(tokens.to(clip.token_embedding.weight.device)).to(tokens.device)
         n = self.n_ctx
         self.register_buffer("tokens", tokens, persistent=False)
-        # Positions a causal text tower needs for end-token pooling: up to the last end token (see encode_text).
-        self.used_length = _used_length(clip, tokens, eot)
+        # Speed only: the positions end-token pooling can see, what training runs (fast.drop_padding).
+        self.used_length = fast.used_length(clip, tokens, eot)
         self.register_buffer("prefix", embeds[:, :1].clone(), persistent=False)
         self.register_buffer("suffix", embeds[:, 1 + n :].clone(), persistent=False)
         self.prompts = prompts
@@ -138,41 +133,19 @@ class TextPrompts(nn.Module):
         return dict(zip(self.branch_names, features.split(list(self.branch_sizes)), strict=True))
 
 
-def _used_length(clip: nn.Module, tokens: torch.Tensor, eot: int) -> int | None:
-    """How many leading positions the pooled features depend on, or None when all of them (no causal mask, or
-    pooling at the last position). Under a causal mask position i sees positions <= i only, so with end-token
-    (or first-token) pooling the positions after the last end token of every prompt cannot change the output."""
-    mask = getattr(clip, "attn_mask", None)
-    if mask is None or clip.text_pool_type not in ("argmax", "eos", "first"):
-        return None
-    causal = torch.ones(mask.shape, dtype=torch.bool, device=mask.device).triu(1)
-    if not torch.equal(torch.isneginf(mask), causal) or not torch.isfinite(mask[~causal]).all():
-        return None
-    if clip.text_pool_type == "argmax":  # the highest token id: the end token, which _check_fits ensures
-        ends = tokens.argmax(dim=1)
-    else:
-        eos = getattr(clip, "text_eos_id", None)
-        ends = (tokens == (eot if eos is None else eos)).int().argmax(dim=1)
-    return int(ends.max()) + 1
-
-
 def encode_text(clip: nn.Module, text: TextPrompts) -> torch.Tensor:
     """Features of every prompt (prompts, embed_dim), unnormalised, as ``clip.encode_text`` computes them."""
     cast = clip.transformer.get_cast_dtype()
     x = text.input_embeddings().to(cast)
     x = x + clip.positional_embedding.to(cast)
-    tokens, mask = text.tokens, clip.attn_mask
-    if torch.is_grad_enabled() and x.requires_grad and text.used_length is not None:
-        # Training: drop the padding no pooled position can see (module docstring). Without a gradient the full
-        # context runs, so evaluation reproduces clip.encode_text bit for bit.
-        keep = text.used_length
-        x, tokens, mask = x[:, :keep], tokens[:, :keep], mask[:keep, :keep]
+    # the whole sequence; while training, without the padding no pooled position sees (speed only)
+    x, tokens, mask = fast.drop_padding(x, text.tokens, clip.attn_mask, text.used_length)
     n = text.n_ctx
     for i, block in enumerate(clip.transformer.resblocks):
         if 1 <= i < text.depth:
             deep = text._per_prompt(text.deep[i - 1]).to(cast)
             x = torch.cat([x[:, :1], deep, x[:, 1 + n :]], dim=1)
-        x = run_block(block, x, attn_mask=mask)
+        x = fast.run_block(block, x, attn_mask=mask)  # block(x, attn_mask=mask), faster under a gradient
     x = clip.ln_final(x)
     x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
     if clip.text_projection is not None:
@@ -182,41 +155,6 @@ def encode_text(clip: nn.Module, text: TextPrompts) -> torch.Tensor:
             else x @ clip.text_projection
         )
     return x
-
-
-def run_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``block(x, attn_mask=attn_mask)``; when a gradient flows through `x`, the same block with its attention in
-    the batch-first layout (see the module docstring; the maths, weights and the result up to rounding are those
-    of ``ResidualAttentionBlock.forward``). Blocks of any other kind are always called as they are."""
-    if not (torch.is_grad_enabled() and x.requires_grad and _plain_block(block)):
-        return block(x, attn_mask=attn_mask)
-    mask = attn_mask.to(x.dtype) if attn_mask is not None else None  # as open_clip's block casts it
-    x = x + block.ls_1(_self_attention(block.attn, block.ln_1(x), mask))
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
-
-
-def _plain_block(block: nn.Module) -> bool:
-    """A standard open_clip self-attention block around a packed, batch-first nn.MultiheadAttention."""
-    attn = getattr(block, "attn", None)
-    return (
-        type(block) is ResidualAttentionBlock
-        and not hasattr(block, "ln_1_kv")
-        and type(attn) is nn.MultiheadAttention
-        and attn.batch_first
-        and attn._qkv_same_embed_dim
-        and attn.bias_k is None
-        and not attn.add_zero_attn
-    )
-
-
-def _self_attention(attn: nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``attn(x, x, x, need_weights=False, attn_mask=mask)[0]`` for x (B, L, D), without leaving (B, L, D)."""
-    b, length, width = x.shape
-    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)  # one (B*L, D) x (D, 3D) GEMM
-    q, k, v = qkv.view(b, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-    dropout = attn.dropout if attn.training else 0.0
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, L, D/H)
-    return attn.out_proj(out.transpose(1, 2).reshape(b, length, width))
 
 
 class VisualPrompts(nn.Module):
@@ -262,7 +200,7 @@ def encode_image(
     for i, block in enumerate(visual.transformer.resblocks):
         if 1 <= i < len(prompts):
             x = torch.cat([x[:, :n_seq], prompts[i].unsqueeze(0).expand(batch, -1, -1).to(x.dtype)], dim=1)
-        x = run_block(block, x)
+        x = fast.run_block(block, x)  # block(x), faster under a gradient
     x = visual.ln_post(x)
     pooled, tokens = x[:, 0], x[:, 1:n_seq]
     if visual.proj is not None:
