@@ -274,7 +274,7 @@ class Bench:
 
     def text(self) -> None:
         from mmpiqa.labels import DISTORTION_GROUPS, QUALITY_LEVELS, SCENE_CLASSES
-        from mmpiqa.model.prompts import TextPrompts, encode_text
+        from mmpiqa.model.prompts import TextPrompts, prompted_text_tower
 
         # (a) the text pass is once per step: its cost does not grow with the batch, the image side does
         model = self.model("ViT-B-32", visual_depth=-1)
@@ -317,7 +317,7 @@ class Bench:
 
                 def run(text=text, grad=grad) -> None:
                     with torch.set_grad_enabled(grad), self.autocast():
-                        features = encode_text(clip, text)
+                        features = prompted_text_tower(clip, text)
                     if grad:
                         features.float().sum().backward()
 
@@ -403,7 +403,7 @@ class Bench:
 
         batch = self.plan["train"]["ViT-B-16"]
         model = self.model("ViT-B-16", visual_depth=-1)
-        used = model.text.used_length
+        used = model.text_prompts.used_length
         variants = [
             ("open_clip block calls, full text context", open_clip_blocks, None),
             ("+ batch-first attention", fast_blocks, None),
@@ -412,11 +412,11 @@ class Bench:
 
         def variant(step, blocks, length):
             def run() -> None:
-                fast.run_block, model.text.used_length = blocks, length
+                fast.run_block, model.text_prompts.used_length = blocks, length
                 try:
                     step()
                 finally:
-                    fast.run_block, model.text.used_length = fast_blocks, used
+                    fast.run_block, model.text_prompts.used_length = fast_blocks, used
 
             return run
 
@@ -435,7 +435,7 @@ class Bench:
         model = self.model("tiny", visual_depth=0)
         batch = self.plan["train"]["tiny"]
         with torch.no_grad(), self.autocast():
-            pooled, tokens = model.encode_image(
+            pooled, tokens = model.image_features(
                 self.images(batch, model.image_size), normalize=True, return_tokens=True
             )
         params = model.trainable_parameters()

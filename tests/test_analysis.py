@@ -119,9 +119,11 @@ def micro():
 
 def test_nearest_words_of_the_initial_context_are_its_own_words(micro):
     words = analysis.nearest_words(micro, k=2)
-    assert len(words) == len(micro.text.branch_names) * micro.text.n_ctx * 2
+    assert len(words) == len(micro.text_prompts.branch_names) * micro.text_prompts.n_ctx * 2
     first = words[words["rank"] == 1]
-    for branch in micro.text.branch_names:  # ctx_init 'a photo of': each slot is exactly its word's embedding
+    for (
+        branch
+    ) in micro.text_prompts.branch_names:  # ctx_init 'a photo of': each slot is exactly its word's embedding
         rows = first[first["branch"] == branch].sort_values("slot")
         assert list(rows["word"]) == ["a", "photo", "of"]
         assert np.allclose(rows["cosine"], 1.0, atol=1e-5)
@@ -130,7 +132,7 @@ def test_nearest_words_of_the_initial_context_are_its_own_words(micro):
 
     moved = build_model(ModelConfig(backbone="micro", text_depth=2, visual_depth=2, n_vis=3))
     with torch.no_grad():
-        moved.text.ctx.add_(torch.randn_like(moved.text.ctx) * 10)
+        moved.text_prompts.ctx.add_(torch.randn_like(moved.text_prompts.ctx) * 10)
     table = analysis.words_before_after(words, analysis.nearest_words(moved, k=2), k=1)
     assert list(table.columns) == ["branch", "slot", "before", "after"] and len(table) == 9
     assert table.loc[0, "before"].startswith("a (1.00)")
@@ -143,8 +145,8 @@ def test_prompt_norms_cover_every_learned_layer(micro, micro_images):
     norms = analysis.prompt_norms(micro)
     text, visual = norms[norms["tower"] == "text"], norms[norms["tower"] == "visual"]
     assert sorted(set(text["layer"])) == [0, 1] and sorted(set(visual["layer"])) == [0, 1]
-    assert len(text) == 2 * 3 * micro.text.n_ctx and len(visual) == 2 * 3
-    expected = micro.visual.tokens[1, 2].norm().item()
+    assert len(text) == 2 * 3 * micro.text_prompts.n_ctx and len(visual) == 2 * 3
+    expected = micro.visual_prompts.tokens[1, 2].norm().item()
     assert visual[(visual["layer"] == 1) & (visual["slot"] == 2)]["norm"].item() == pytest.approx(expected)
     reference = analysis.reference_norms(micro, micro_images)
     assert set(reference["tower"]) == {"text", "visual"}

@@ -51,3 +51,36 @@ def test_not_a_checkpoint_is_refused(tmp_path):
     bad.write_bytes(b"this is not safetensors")
     with pytest.raises(ValueError, match="not a safetensors prompt checkpoint"):
         load_prompts(bad)
+
+
+def test_format_1_checkpoint_with_the_old_tensor_names_loads(tmp_path, micro_images):
+    """Checkpoints written before the prompt modules were renamed (format 1: text.*, visual.*) still load."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = _trained(ModelConfig(backbone="micro", visual_depth=2, text_depth=2, head="xattn"))
+    path = save_prompts(model, tmp_path / "new.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        old = {
+            key.replace("text_prompts.", "text.", 1).replace(
+                "visual_prompts.", "visual.", 1
+            ): handle.get_tensor(key)
+            for key in handle.keys()
+        }
+    assert {"text.ctx", "text.deep", "visual.tokens"} <= old.keys() and any(
+        k.startswith("head.") for k in old
+    )
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={**metadata, "format": "mmpiqa-prompts/1"})
+    loaded = load_prompts(tmp_path / "old.safetensors")
+    with torch.no_grad():
+        assert torch.equal(model(micro_images).score, loaded(micro_images).score)
+
+
+def test_unknown_format_is_refused_naming_the_formats_read(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "future.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "mmpiqa-prompts/9"})
+    with pytest.raises(ValueError, match="mmpiqa-prompts/9.*reads mmpiqa-prompts/1 and mmpiqa-prompts/2"):
+        load_prompts(path)

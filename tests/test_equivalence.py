@@ -21,18 +21,18 @@ def test_prompted_encoders_equal_open_clip(backbone):
     clip, size = model.clip, model.image_size
     with torch.no_grad():
         # Compared on the same batch: open_clip itself is not bit-stable across batch sizes.
-        expected = clip.encode_text(model.text.tokens)
-        got = torch.cat([model.encode_text(branch) for branch in model.text.branch_names])
+        expected = clip.encode_text(model.text_prompts.tokens)
+        got = torch.cat([model.branch_features(branch) for branch in model.text_prompts.branch_names])
         assert torch.equal(got, expected)
         images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)).to(DEVICE)
-        assert torch.equal(model.encode_image(images), clip.encode_image(model.normalize(images)))
+        assert torch.equal(model.image_features(images), clip.encode_image(model.normalize(images)))
 
 
 def test_neutral_prompts_are_the_placeholder_words():
     """The prompts the equivalence is checked on are the hand-written ones, tokenised by open_clip."""
     model = build_model(ModelConfig(backbone="micro", **NEUTRAL))
-    assert model.text.prompts[0] == "X X X X bad quality."
-    assert model.text.prompts[-1] == "X X X X other artifacts."
+    assert model.text_prompts.prompts[0] == "X X X X bad quality."
+    assert model.text_prompts.prompts[-1] == "X X X X other artifacts."
 
 
 def test_hand_written_context_equals_plain_prompt():
@@ -49,7 +49,7 @@ def test_hand_written_context_equals_plain_prompt():
             *(f"{d} artifacts." for d in model.config.distortions),
         ]
     ]
-    assert sentences == model.text.prompts
+    assert sentences == model.text_prompts.prompts
     with torch.no_grad():
         expected = model.clip.encode_text(tokenizer(sentences).to(DEVICE))
         got = torch.cat(list(model.text_features(normalize=False).values()))
@@ -60,7 +60,7 @@ def test_visual_prompts_change_features_and_keep_shapes(micro_images):
     base = build_model(ModelConfig(backbone="micro", **NEUTRAL))
     prompted = build_model(ModelConfig(backbone="micro", **{**NEUTRAL, "visual_depth": 2}))
     with torch.no_grad():
-        a, b = base.encode_image(micro_images), prompted.encode_image(micro_images)
-        _pooled, tokens = prompted.encode_image(micro_images, return_tokens=True)
+        a, b = base.image_features(micro_images), prompted.image_features(micro_images)
+        _pooled, tokens = prompted.image_features(micro_images, return_tokens=True)
     assert a.shape == b.shape and not torch.equal(a, b)
     assert tokens.shape == (3, 16, 64)  # 4x4 patches, no class token, no prompt tokens

@@ -16,13 +16,13 @@ from mmpiqa.model.heads import CrossAttentionHead
 def _reference_blocks(monkeypatch, model):
     """Route every block through open_clip's own forward and keep the full text context."""
     monkeypatch.setattr(fast, "run_block", lambda block, x, attn_mask=None: block(x, attn_mask=attn_mask))
-    monkeypatch.setattr(model.text, "used_length", None)
+    monkeypatch.setattr(model.text_prompts, "used_length", None)
 
 
 def _features_and_grads(model, images):
     model.zero_grad(set_to_none=True)
     text = model.text_features(normalize=False)
-    pooled, tokens = model.encode_image(images, return_tokens=True)
+    pooled, tokens = model.image_features(images, return_tokens=True)
     out = model.readout(pooled, tokens, {b: f / f.norm(dim=-1, keepdim=True) for b, f in text.items()})
     (out.score.sum() + sum(v.logsumexp(-1).sum() for v in out.logits.values())).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -32,13 +32,19 @@ def _features_and_grads(model, images):
 def test_training_path_matches_open_clip_blocks(monkeypatch):
     model = build_model(ModelConfig(backbone="micro", text_depth=2, visual_depth=-1, head="xattn")).train()
     images = torch.rand(3, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(0))
-    assert model.text.used_length is not None and model.text.used_length < model.text.tokens.shape[1]
+    assert (
+        model.text_prompts.used_length is not None
+        and model.text_prompts.used_length < model.text_prompts.tokens.shape[1]
+    )
     fast = _features_and_grads(model, images)
     _reference_blocks(monkeypatch, model)
     ref = _features_and_grads(model, images)
     torch.testing.assert_close(fast[0], ref[0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast[1], ref[1], rtol=1e-4, atol=1e-5)
-    assert fast[2].keys() == ref[2].keys() and {"text.ctx", "text.deep", "visual.tokens"} <= fast[2].keys()
+    assert (
+        fast[2].keys() == ref[2].keys()
+        and {"text_prompts.ctx", "text_prompts.deep", "visual_prompts.tokens"} <= fast[2].keys()
+    )
     for name, grad in fast[2].items():
         torch.testing.assert_close(grad, ref[2][name], rtol=1e-3, atol=1e-5, msg=name)
 
@@ -48,17 +54,17 @@ def test_evaluation_path_is_open_clip_exactly():
     model = build_model(ModelConfig(backbone="micro", visual_depth=2, head="levels"))
     images = torch.rand(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        a = model.encode_image(images)
+        a = model.image_features(images)
         with pytest.MonkeyPatch.context() as patch:
             _reference_blocks(patch, model)
-            b = model.encode_image(images)
+            b = model.image_features(images)
     assert torch.equal(a, b)
 
 
 def test_used_length_is_the_last_end_token():
     model = build_model(ModelConfig(backbone="micro", visual_depth=0, head="levels"))
-    ends = model.text.tokens.argmax(dim=1)
-    assert model.text.used_length == int(ends.max()) + 1
+    ends = model.text_prompts.tokens.argmax(dim=1)
+    assert model.text_prompts.used_length == int(ends.max()) + 1
 
 
 def _reference_head(head, queries, tokens, pooled, need_weights):

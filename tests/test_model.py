@@ -28,19 +28,19 @@ def test_only_prompts_and_head_are_trainable_and_backbone_is_bit_identical_after
         for k, v in model.learned_state_dict().items()
         if v.numel() and not torch.equal(v, learned_before[k])
     ]
-    assert {"text.ctx", "text.deep", "visual.tokens"} <= set(changed)
+    assert {"text_prompts.ctx", "text_prompts.deep", "visual_prompts.tokens"} <= set(changed)
     assert any(k.startswith("head.") for k in changed)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_visual_depth_uses_exactly_depth_prompt_slots(depth, micro_images):
     model = build_model(ModelConfig(backbone="micro", visual_depth=depth, n_vis=5, head="levels"))
-    assert model.visual.tokens.shape == (depth, 5, 64)
+    assert model.visual_prompts.tokens.shape == (depth, 5, 64)
     # a layer's prompt matters iff it is below the depth: zeroing layer `depth - 1` changes the output
     with torch.no_grad():
-        base = model.encode_image(micro_images)
-        model.visual.tokens[depth - 1].zero_()
-        assert not torch.equal(base, model.encode_image(micro_images))
+        base = model.image_features(micro_images)
+        model.visual_prompts.tokens[depth - 1].zero_()
+        assert not torch.equal(base, model.image_features(micro_images))
 
 
 def test_visual_depth_all_blocks():
@@ -50,11 +50,11 @@ def test_visual_depth_all_blocks():
 
 def test_deep_text_prompts_replace_slots_before_early_blocks():
     model = build_model(ModelConfig(backbone="micro", text_depth=3, head="levels", visual_depth=0))
-    assert model.text.deep.shape == (2, 3, 3, 48)  # (depth - 1, branches, n_ctx, width)
+    assert model.text_prompts.deep.shape == (2, 3, 3, 48)  # (depth - 1, branches, n_ctx, width)
     with torch.no_grad():
-        base = model.encode_text("scene")
-        model.text.deep[1].zero_()
-        assert not torch.equal(base, model.encode_text("scene"))
+        base = model.branch_features("scene")
+        model.text_prompts.deep[1].zero_()
+        assert not torch.equal(base, model.branch_features("scene"))
 
 
 def test_parameter_counts_match_the_documented_formula():
@@ -79,13 +79,13 @@ def test_parameter_counts_match_the_documented_formula():
 def test_coupled_mode_has_no_free_visual_tokens(micro_images):
     cfg = ModelConfig(backbone="micro", coupled=True, n_vis=3, text_depth=3, visual_depth=3)
     model = build_model(cfg)
-    assert not hasattr(model.visual, "tokens")
+    assert not hasattr(model.visual_prompts, "tokens")
     assert model.parameter_counts()["visual"] == 3 * (48 * 64 + 64)
     # the visual prompts follow the text context
     with torch.no_grad():
-        base = model.encode_image(micro_images)
-        model.text.ctx.add_(1.0)
-        assert not torch.equal(base, model.encode_image(micro_images))
+        base = model.image_features(micro_images)
+        model.text_prompts.ctx.add_(1.0)
+        assert not torch.equal(base, model.image_features(micro_images))
 
 
 def test_coupled_mode_checks_its_requirements():
@@ -131,8 +131,8 @@ def test_class_lists_are_config():
             head="levels",
         )
     )
-    assert model.text.branch_sizes == (2, 2, 1)
-    assert "a photo of a dog." in model.text.prompts
+    assert model.text_prompts.branch_sizes == (2, 2, 1)
+    assert "a photo of a dog." in model.text_prompts.prompts
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ def test_pooled_probe_features_are_the_frozen_image_embedding(micro_images):
     model = build_model(ModelConfig(backbone="micro", text_depth=0, visual_depth=0, head="levels"))
     with torch.no_grad():
         pooled = crop_features(model, micro_images, "pooled")
-        expected = model.encode_image(micro_images, normalize=True)
+        expected = model.image_features(micro_images, normalize=True)
         both = crop_features(model, micro_images, "both")
     torch.testing.assert_close(pooled, expected)
     blocks = len(model.clip.visual.transformer.resblocks)

@@ -43,7 +43,7 @@ def test_the_layout_matches_the_sequence_the_blocks_see(micro_images):
         for b in model.clip.visual.transformer.resblocks
     ]
     with torch.no_grad():
-        model.encode_image(micro_images)
+        model.image_features(micro_images)
     for h in hooks:
         h.remove()
     assert seen == [layout.length] * layout.n_blocks
@@ -98,7 +98,7 @@ def test_attention_maps_are_the_blocks_own_attention(micro_images):
     blocks = model.clip.visual.transformer.resblocks
     hooks = [b.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for b in blocks]
     with torch.no_grad():
-        model.encode_image(micro_images)
+        model.image_features(micro_images)
     for h in hooks:
         h.remove()
     block, x, nxt = blocks[0], inputs[0], inputs[1]  # depth 1: block 1 gets block 0's output unchanged

@@ -77,7 +77,7 @@ def test_playground_scores_are_the_library_levels_readout(zero_shot, gallery):
     with torch.no_grad():
         expected = zero_shot(images).score.numpy()
     np.testing.assert_allclose(widgets.score_prompts(zero_shot, features, LEVELS), expected, atol=1e-6)
-    assert zero_shot.text.prompts[:5] == widgets.parse_prompts(LEVELS)
+    assert zero_shot.text_prompts.prompts[:5] == widgets.parse_prompts(LEVELS)
 
 
 def test_rank_table():

@@ -20,7 +20,10 @@ from mmpiqa.files import atomic_write
 from mmpiqa.model.backbone import BackboneIdentity
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 
-FORMAT = "mmpiqa-prompts/1"
+FORMAT = "mmpiqa-prompts/2"
+# Format 1 held the same tensors under the prompt modules' old names (text.*, visual.*); read_prompts renames them.
+FORMAT_1 = "mmpiqa-prompts/1"
+_NAMES_IN_FORMAT_1 = {"text.": "text_prompts.", "visual.": "visual_prompts."}
 
 
 class CheckpointError(InputError, ValueError):
@@ -55,10 +58,14 @@ def read_prompts(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a safetensors prompt checkpoint ({error})") from error
-    if metadata.get("format") != FORMAT:
+    version = metadata.get("format")
+    if version not in (FORMAT, FORMAT_1):
         raise CheckpointError(
-            f"{path} is a safetensors file but not an mmpiqa prompt checkpoint (format {FORMAT})"
+            f"{path} is a safetensors file but not an mmpiqa prompt checkpoint this version reads (format "
+            f"{version!r}; this version reads {FORMAT_1} and {FORMAT})"
         )
+    if version == FORMAT_1:
+        tensors = {_format_1_name(name): t for name, t in tensors.items()}
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(
@@ -75,6 +82,13 @@ def read_prompts(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig
             "split or restore the file."
         ) from error
     return tensors, config, identity, extra
+
+
+def _format_1_name(name: str) -> str:
+    for old, new in _NAMES_IN_FORMAT_1.items():
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
 
 
 def load_prompts(

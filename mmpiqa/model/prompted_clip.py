@@ -15,7 +15,7 @@ from torch import nn
 from mmpiqa.config import ConfigError, ModelConfig
 from mmpiqa.model.backbone import BackboneIdentity, load_backbone, tokenizer_for
 from mmpiqa.model.heads import CrossAttentionHead, antonym_probability, expected_level
-from mmpiqa.model.prompts import TextPrompts, VisualPrompts, encode_image, encode_text
+from mmpiqa.model.prompts import TextPrompts, VisualPrompts, prompted_image_tower, prompted_text_tower
 
 
 @dataclass
@@ -53,7 +53,7 @@ class PromptedCLIP(nn.Module):
                 f"{identity.name}: choose 0..{n_text_blocks}"
             )
         device = clip.logit_scale.device
-        self.text = TextPrompts(
+        self.text_prompts = TextPrompts(
             clip,
             tokenizer,
             {b: [config.template(b).format(c) for c in config.classes(b)] for b in config.branches},
@@ -61,19 +61,19 @@ class PromptedCLIP(nn.Module):
             ctx_init=config.ctx_init,
             depth=config.text_depth,
         ).to(device)
-        self.visual = None
+        self.visual_prompts = None
         if self.visual_depth:
             if config.coupled and config.text_depth < self.visual_depth:
                 raise ConfigError(
                     f"coupled=True maps the text context of each layer: text_depth ({config.text_depth}) must be "
                     f">= visual_depth ({self.visual_depth})"
                 )
-            if config.coupled and config.n_vis != self.text.n_ctx:
+            if config.coupled and config.n_vis != self.text_prompts.n_ctx:
                 raise ConfigError(
                     f"coupled=True: n_vis ({config.n_vis}) must equal the number of context tokens "
-                    f"({self.text.n_ctx}) because each visual token is a map of one text token"
+                    f"({self.text_prompts.n_ctx}) because each visual token is a map of one text token"
                 )
-            self.visual = VisualPrompts(
+            self.visual_prompts = VisualPrompts(
                 n_vis=config.n_vis,
                 depth=self.visual_depth,
                 width=clip.visual.conv1.out_channels,
@@ -115,10 +115,12 @@ class PromptedCLIP(nn.Module):
         }
 
     def parameter_counts(self) -> dict[str, int]:
-        counts = {"text": 0, "visual": 0, "head": 0}
-        for name, p in self.named_parameters():
-            if p.requires_grad and not name.startswith("clip."):
-                counts[name.split(".")[0]] += p.numel()
+        """Learned numbers of the text prompts, the visual prompts and the head, and the frozen backbone's."""
+        parts = {"text": self.text_prompts, "visual": self.visual_prompts, "head": self.head}
+        counts = {
+            part: sum(p.numel() for p in module.parameters() if p.requires_grad) if module is not None else 0
+            for part, module in parts.items()
+        }
         counts["backbone (frozen)"] = sum(p.numel() for p in self.clip.parameters())
         return counts
 
@@ -156,29 +158,34 @@ class PromptedCLIP(nn.Module):
                     f"{low.item():.3g}..{high.item():.3g}. {how}"
                 )
 
-    def visual_prompts(self) -> list[torch.Tensor]:
-        return self.visual.layer_prompts(self.text) if self.visual is not None else []
+    def visual_prompt_tokens(self) -> list[torch.Tensor]:
+        """The (n_vis, W) prompt tokens each prompted image block receives, first block first."""
+        if self.visual_prompts is None:
+            return []
+        return self.visual_prompts.layer_prompts(self.text_prompts)
 
-    def encode_image(
+    def image_features(
         self, images: torch.Tensor, normalize: bool = False, return_tokens: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Pooled image features (B, E) of [0, 1] RGB images through the prompted image tower."""
-        pooled, tokens = encode_image(self.clip, self.normalize(images), self.visual_prompts())
+        """Pooled features (B, E) of [0, 1] RGB images (normalised here) through the prompted image tower, and
+        with `return_tokens` the projected patch tokens (B, N, E) too. ``clip.encode_image`` takes normalised
+        images and no prompts."""
+        pooled, tokens = prompted_image_tower(self.clip, self.normalize(images), self.visual_prompt_tokens())
         if normalize:
             pooled, tokens = F.normalize(pooled, dim=-1), F.normalize(tokens, dim=-1)
         return (pooled, tokens) if return_tokens else pooled
 
     def text_features(self, normalize: bool = True) -> dict[str, torch.Tensor]:
         """branch -> (classes, E) features of every branch, from one batched pass through the text tower."""
-        features = encode_text(self.clip, self.text)
+        features = prompted_text_tower(self.clip, self.text_prompts)
         if normalize:
             features = F.normalize(features, dim=-1)
-        return self.text.split(features)
+        return self.text_prompts.split(features)
 
-    def encode_text(self, branch: str, normalize: bool = False) -> torch.Tensor:
-        """(classes, E) features of one branch's prompts."""
-        if branch not in self.text.branch_names:
-            raise KeyError(f"branch {branch!r} is not in this model; it has {self.text.branch_names}")
+    def branch_features(self, branch: str, normalize: bool = False) -> torch.Tensor:
+        """(classes, E) features of one branch's prompts, by branch name (``clip.encode_text`` takes tokens)."""
+        if branch not in self.text_prompts.branch_names:
+            raise KeyError(f"branch {branch!r} is not in this model; it has {self.text_prompts.branch_names}")
         return self.text_features(normalize=normalize)[branch]
 
     # --- readout ----------------------------------------------------------------------------------------
@@ -188,7 +195,7 @@ class PromptedCLIP(nn.Module):
         """Score a batch of [0, 1] RGB images. `text_features` (unit-norm, from `text_features()`) may be
         passed in to reuse one text pass for several image batches, e.g. during evaluation."""
         text = text_features if text_features is not None else self.text_features()
-        pooled, tokens = self.encode_image(images, normalize=True, return_tokens=True)
+        pooled, tokens = self.image_features(images, normalize=True, return_tokens=True)
         return self.readout(pooled, tokens, text)
 
     def readout(
@@ -212,7 +219,7 @@ class PromptedCLIP(nn.Module):
             elif head == "antonym":
                 score = antonym_probability(logits["quality"])
             else:
-                queries = torch.cat([text_features[b] for b in self.text.branch_names])
+                queries = torch.cat([text_features[b] for b in self.text_prompts.branch_names])
                 score = self.head(queries, tokens, pooled)
                 if self.config.xattn_prior == "levels":
                     score = score + expected_level(logits["quality"])
@@ -226,7 +233,7 @@ class PromptedCLIP(nn.Module):
     @property
     def image_tower_frozen(self) -> bool:
         """No visual prompts: image features do not change during training and can be cached."""
-        return self.visual is None
+        return self.visual_prompts is None
 
     def describe(self) -> str:
         """One line saying what the numbers come from, for banners and run logs."""
@@ -234,7 +241,7 @@ class PromptedCLIP(nn.Module):
         parts = [
             self.identity.describe(),
             f"branches={','.join(c.branches) or 'none'}",
-            f"text_depth={c.text_depth} (n_ctx={self.text.n_ctx})",
+            f"text_depth={c.text_depth} (n_ctx={self.text_prompts.n_ctx})",
             f"visual_depth={self.visual_depth}"
             + (f" (n_vis={c.n_vis}{', coupled' if c.coupled else ''})" if self.visual_depth else ""),
             f"head={c.head}",

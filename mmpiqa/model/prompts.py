@@ -133,7 +133,7 @@ class TextPrompts(nn.Module):
         return dict(zip(self.branch_names, features.split(list(self.branch_sizes)), strict=True))
 
 
-def encode_text(clip: nn.Module, text: TextPrompts) -> torch.Tensor:
+def prompted_text_tower(clip: nn.Module, text: TextPrompts) -> torch.Tensor:
     """Features of every prompt (prompts, embed_dim), unnormalised, as ``clip.encode_text`` computes them."""
     cast = clip.transformer.get_cast_dtype()
     x = text.input_embeddings().to(cast)
@@ -177,7 +177,7 @@ class VisualPrompts(nn.Module):
         return [m(text.layer_context(i).mean(dim=0)) for i, m in enumerate(self.maps)]
 
 
-def encode_image(
+def prompted_image_tower(
     clip: nn.Module, images: torch.Tensor, prompts: list[torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(pooled, patch tokens) of normalised images, both projected to the embedding space, unnormalised.

@@ -129,7 +129,7 @@ class FrozenFeatures:
             ):
                 images = batch["image"].to(device)
                 b, n = images.shape[:2]
-                p, t = model.encode_image(images.flatten(0, 1), normalize=True, return_tokens=True)
+                p, t = model.image_features(images.flatten(0, 1), normalize=True, return_tokens=True)
                 pooled.append(p.float().view(b, n, -1).cpu())
                 if model.needs_tokens:
                     tokens.append(t.view(b, n, *t.shape[1:]).cpu())
@@ -167,7 +167,7 @@ def predict(
     keep_freed_memory()  # batches reuse memory instead of faulting it in again (mmpiqa/train/heap.py)
     text = model.text_features()
     out: dict[str, list] = {"score": [], "mos": [], "index": []}
-    probs: dict[str, list] = {b: [] for b in model.text.branch_names}
+    probs: dict[str, list] = {b: [] for b in model.text_prompts.branch_names}
     loader = _batches(dataset, batch_size, shuffle_seed=None, workers=workers)
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         images = batch["image"].to(device)
@@ -218,8 +218,8 @@ class Trainer:
         keep_freed_memory()
         self.weights = LossWeights(
             quality=config.quality_weight,
-            scene=config.scene_weight if "scene" in model.text.branch_names else 0.0,
-            distortion=config.distortion_weight if "distortion" in model.text.branch_names else 0.0,
+            scene=config.scene_weight if "scene" in model.text_prompts.branch_names else 0.0,
+            distortion=config.distortion_weight if "distortion" in model.text_prompts.branch_names else 0.0,
             quality_loss=config.quality_loss,
         )
         self.params = model.trainable_parameters()

@@ -161,7 +161,7 @@ def cross_dataset_matrix(
 def nearest_words(model: PromptedCLIP, k: int = 3, tokenizer=None, skip_special: bool = True) -> pd.DataFrame:
     """The `k` vocabulary tokens nearest (cosine) to each input context vector of each text branch.
 
-    Compares `model.text.ctx` (branches, n_ctx, W) with every row of `model.clip.token_embedding.weight`; tokens
+    Compares `model.text_prompts.ctx` (branches, n_ctx, W) with every row of `model.clip.token_embedding.weight`; tokens
     are decoded with the backbone's open_clip tokenizer (``tokenizer.decode``). Deep context (layers >= 1) lives in
     the residual stream, not in the embedding space, so only the input context has nearest words.
     Columns: branch, slot, rank (1 = nearest), token_id, word, cosine.
@@ -171,7 +171,7 @@ def nearest_words(model: PromptedCLIP, k: int = 3, tokenizer=None, skip_special:
 
         tokenizer = tokenizer_for(model.config.backbone)
     vocab = F.normalize(model.clip.token_embedding.weight.detach().float(), dim=-1)
-    ctx = F.normalize(model.text.ctx.detach().float().to(vocab.device), dim=-1)  # (B, n, W)
+    ctx = F.normalize(model.text_prompts.ctx.detach().float().to(vocab.device), dim=-1)  # (B, n, W)
     cos = ctx @ vocab.t()  # (B, n, V)
     if skip_special:
         for token in (getattr(tokenizer, "sot_token_id", None), getattr(tokenizer, "eot_token_id", None)):
@@ -179,7 +179,7 @@ def nearest_words(model: PromptedCLIP, k: int = 3, tokenizer=None, skip_special:
                 cos[..., int(token)] = -2.0
     values, ids = cos.topk(k, dim=-1)
     rows = []
-    for b, branch in enumerate(model.text.branch_names):
+    for b, branch in enumerate(model.text_prompts.branch_names):
         for slot in range(ids.shape[1]):
             for rank in range(k):
                 token = int(ids[b, slot, rank])
@@ -211,12 +211,15 @@ def words_before_after(before: pd.DataFrame, after: pd.DataFrame, k: int | None 
 
 def context_drift(before: PromptedCLIP, after: PromptedCLIP) -> pd.DataFrame:
     """How far each input context vector moved: cosine(before, after) and ||after - before|| / ||before||."""
-    b, a = before.text.ctx.detach().float(), after.text.ctx.detach().float().to(before.text.ctx.device)
+    b, a = (
+        before.text_prompts.ctx.detach().float(),
+        after.text_prompts.ctx.detach().float().to(before.text_prompts.ctx.device),
+    )
     cos = F.cosine_similarity(a, b, dim=-1)
     rel = (a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-12)
     rows = [
         {"branch": name, "slot": s, "cosine_to_start": float(cos[i, s]), "relative_change": float(rel[i, s])}
-        for i, name in enumerate(before.text.branch_names)
+        for i, name in enumerate(before.text_prompts.branch_names)
         for s in range(cos.shape[1])
     ]
     return pd.DataFrame(rows)
@@ -230,7 +233,7 @@ def prompt_norms(model: PromptedCLIP) -> pd.DataFrame:
     maps of the text context. Columns: tower, layer, branch ('' for visual), slot, norm.
     """
     rows = []
-    text = model.text
+    text = model.text_prompts
     layers = [text.ctx, *text.deep] if text.depth >= 1 else []
     for layer, ctx in enumerate(layers):
         norms = ctx.detach().float().norm(dim=-1)  # (branches, n_ctx)
@@ -239,9 +242,9 @@ def prompt_norms(model: PromptedCLIP) -> pd.DataFrame:
                 {"tower": "text", "layer": layer, "branch": branch, "slot": s, "norm": float(norms[b, s])}
                 for s in range(norms.shape[1])
             ]
-    if model.visual is not None:
+    if model.visual_prompts is not None:
         with torch.no_grad():
-            for layer, tokens in enumerate(model.visual.layer_prompts(text)):
+            for layer, tokens in enumerate(model.visual_prompts.layer_prompts(text)):
                 norms = tokens.detach().float().norm(dim=-1)
                 rows += [
                     {"tower": "visual", "layer": layer, "branch": "", "slot": s, "norm": float(n)}
@@ -282,11 +285,11 @@ def reference_norms(model: PromptedCLIP, images: torch.Tensor | None = None) -> 
         for b in clip.transformer.resblocks
     ]
     try:
-        clip.encode_text(model.text.tokens)
+        clip.encode_text(model.text_prompts.tokens)
     finally:
         for h in hooks:
             h.remove()
-    real = model.text.tokens != 0  # real tokens, not padding
+    real = model.text_prompts.tokens != 0  # real tokens, not padding
     for layer, x in enumerate(captured[1:], start=1):
         add("text", layer, x.norm(dim=-1)[real], "prompt tokens in the residual stream")
     if images is not None:

@@ -70,7 +70,7 @@ def image_features(
 ) -> np.ndarray:
     """(N, D) float64 features of every item of `dataset`, averaged over the item's crops.
 
-    'pooled': the unit-norm pooled embedding (equal to `model.encode_image(images, normalize=True)` without
+    'pooled': the unit-norm pooled embedding (equal to `model.image_features(images, normalize=True)` without
     prompts); 'tokens': per block, the mean and std over all tokens (class + patches) of the block's output;
     'both': the two side by side. Computed through open_clip's public `forward_intermediates`."""
     if features not in FEATURES:

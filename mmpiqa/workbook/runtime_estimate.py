@@ -191,7 +191,7 @@ def estimate_runtime(
 def _step_time(model, config: RunConfig, batch: dict, device, cache: bool, steps: int, warmup: int) -> float:
     """Median seconds of one training step as the Trainer takes it (first pool crop of every image)."""
     cfg = config.train
-    branches = model.text.branch_names
+    branches = model.text_prompts.branch_names
     weights = LossWeights(
         quality=cfg.quality_weight,
         scene=cfg.scene_weight if "scene" in branches else 0.0,
@@ -207,7 +207,7 @@ def _step_time(model, config: RunConfig, batch: dict, device, cache: bool, steps
     images = batch["image"][:, 0].to(device)
     if cache:
         with torch.no_grad(), _autocast(device):
-            pooled, tokens = model.encode_image(images, normalize=True, return_tokens=True)
+            pooled, tokens = model.image_features(images, normalize=True, return_tokens=True)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=0.0)  # lr 0: the dry step moves nothing
     model.train()
     timings = []

@@ -106,7 +106,7 @@ def prompt_layout(model: PromptedCLIP) -> TokenLayout:
     visual = model.clip.visual
     grid = visual.grid_size if hasattr(visual, "grid_size") else None
     n_patches = int(np.prod(grid)) if grid is not None else visual.positional_embedding.shape[0] - 1
-    n_prompts = model.visual.n_vis if model.visual is not None else 0
+    n_prompts = model.visual_prompts.n_vis if model.visual_prompts is not None else 0
     return TokenLayout(n_patches, n_prompts, len(visual.transformer.resblocks), model.visual_depth)
 
 
@@ -169,8 +169,8 @@ def depth_table(config: ModelConfig, depths: Sequence[int]) -> pd.DataFrame:
     for model in models_per_depth(config, depths).values():
         counts = model.parameter_counts()
         shape = (
-            tuple(model.visual.tokens.shape)
-            if model.visual is not None and not model.visual.coupled
+            tuple(model.visual_prompts.tokens.shape)
+            if model.visual_prompts is not None and not model.visual_prompts.coupled
             else None
         )
         rows.append(
@@ -178,7 +178,7 @@ def depth_table(config: ModelConfig, depths: Sequence[int]) -> pd.DataFrame:
                 "visual_depth": model.visual_depth,
                 **counts,
                 "learned": counts["text"] + counts["visual"] + counts["head"],
-                "visual tensor": str(shape) if shape else ("coupled maps" if model.visual else "-"),
+                "visual tensor": str(shape) if shape else ("coupled maps" if model.visual_prompts else "-"),
             }
         )
     return pd.DataFrame(rows).set_index("visual_depth")
@@ -273,7 +273,7 @@ def attention_maps(model: PromptedCLIP, images: torch.Tensor) -> list[torch.Tens
     handles = [block.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for block in blocks]
     try:
         model.eval()
-        model.encode_image(images)
+        model.image_features(images)
     finally:
         for handle in handles:
             handle.remove()

@@ -75,7 +75,7 @@ def image_features(model, images: torch.Tensor, batch_size: int = 64) -> torch.T
     """Unit-norm pooled features (N, E) of [0, 1] RGB images (N, 3, S, S) at the model's input size."""
     device = model.clip.logit_scale.device
     parts = [
-        model.encode_image(images[i : i + batch_size].to(device), normalize=True).float()
+        model.image_features(images[i : i + batch_size].to(device), normalize=True).float()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(parts)
