@@ -25,6 +25,12 @@ HEADS = ("levels", "antonym", "xattn")
 XATTN_PRIORS = ("levels", "none")
 
 
+# Prompt depth, text and image alike: 0 = no learned prompt tokens, k = learned tokens in the first k blocks,
+# "all" = in every block (mmpiqa.model.prompted_clip.prompted_blocks reads it against a backbone). "all" is stored
+# as -1, the spelling run folders and checkpoints have always held, so their configs and run-folder keys stay as
+# they were.
+ALL_BLOCKS = -1
+
 MAX_SPLITS = 1000  # more random splits add nothing to a median or a CI and make splits.json huge
 
 
@@ -170,6 +176,18 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _depth(name: str, value: Any) -> int:
+    """A prompt depth as stored: k >= 0, or ALL_BLOCKS for "all" (also the value older configs hold)."""
+    if value == "all":
+        return ALL_BLOCKS
+    if isinstance(value, bool) or not isinstance(value, int) or value < ALL_BLOCKS:
+        raise ConfigError(
+            f"{name}={value!r}: expected int 0 (no learned prompt tokens), k (learned tokens in the first k "
+            f'blocks) or "all" (every block)'
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class ModelConfig(ConfigBase):
     """What the prompted model is: backbone, text branches, visual prompts, readout head.
@@ -179,6 +197,7 @@ class ModelConfig(ConfigBase):
       visual, free   n_vis * W_v * visual_depth
       visual, coupled visual_depth * (W_t * W_v + W_v)     (per-layer linear maps from the text context)
       xattn head     4E^2 + 4E (attention) + 4E (two norms) + 2E*h + h + h + 1 (MLP), h = head_hidden
+    with each depth counted in blocks ("all": the tower's blocks).
     """
 
     backbone: str = "tiny"  # offline config ('tiny', 'micro') or an open_clip model name ('ViT-B-16')
@@ -190,7 +209,7 @@ class ModelConfig(ConfigBase):
     branches: tuple[str, ...] = BRANCHES  # any of quality / scene / distortion
     n_ctx: int | None = None  # context vectors per branch; None = the number of tokens in ctx_init
     ctx_init: str | None = "a photo of"  # words the context starts from; None = random N(0, 0.02)
-    text_depth: int = 1  # 0: context frozen; 1: learned at the input (CoOp); k: replaced before blocks < k
+    text_depth: int | str = 1  # 0: hand-written context, frozen; 1: learned at the input (CoOp); k; "all"
     quality_levels: tuple[str, ...] = QUALITY_LEVELS  # worst to best, for the 'levels' readout
     antonyms: tuple[str, ...] = ANTONYMS  # (positive, negative), for the 'antonym' readout
     scenes: tuple[str, ...] = SCENE_CLASSES
@@ -200,7 +219,7 @@ class ModelConfig(ConfigBase):
     distortion_template: str = "{} artifacts"
     # --- visual prompts ------------------------------------------------------------------------------
     n_vis: int = 4  # prompt tokens appended to the image sequence
-    visual_depth: int = -1  # 0: none; 1: input only; k: replaced before blocks < k; -1: every block
+    visual_depth: int | str = ALL_BLOCKS  # 0: no visual prompt; 1: at the input (VPT-shallow); k; "all"
     coupled: bool = False  # visual prompts = per-layer linear maps of the text context (MaPLe), n_vis = n_ctx
     # --- readout -------------------------------------------------------------------------------------
     head: str = "xattn"  # 'levels' (expected quality level), 'antonym' (CLIP-IQA), 'xattn' (MP-IQE)
@@ -233,10 +252,8 @@ class ModelConfig(ConfigBase):
             raise ConfigError("n_ctx: give a number of context vectors when ctx_init is None (random init)")
         if self.n_ctx is not None and self.n_ctx < 1:
             raise ConfigError(f"n_ctx={self.n_ctx}: at least 1")
-        if self.text_depth < 0:
-            raise ConfigError(f"text_depth={self.text_depth}: 0 (frozen), 1 (input) or more (deep)")
-        if self.visual_depth < -1:
-            raise ConfigError(f"visual_depth={self.visual_depth}: 0 (none), 1..blocks, or -1 (all blocks)")
+        for name in ("text_depth", "visual_depth"):
+            object.__setattr__(self, name, _depth(name, getattr(self, name)))
         if self.visual_depth != 0 and self.n_vis < 1:
             raise ConfigError(f"n_vis={self.n_vis}: at least 1 when visual_depth != 0")
         if self.coupled and self.visual_depth == 0:

@@ -18,3 +18,23 @@ def test_unknown_and_mistyped_fields_are_refused():
         ModelConfig.from_dict({"visual_dept": 3})
     with pytest.raises(ConfigError, match="visual_depth.*expected int"):
         ModelConfig.from_dict({"visual_depth": "3"})
+
+
+def test_depth_all_means_every_block_for_both_towers_and_is_stored_as_before(tmp_path):
+    """'all' is accepted for text_depth and visual_depth (field, YAML, --set); it is stored as -1, the value
+    configs held before, so an old config reads back equal and its run-folder key does not change."""
+    from mmpiqa.config import RunConfig
+
+    spelled = ModelConfig(text_depth="all", visual_depth="all")
+    assert spelled == ModelConfig(text_depth=-1, visual_depth=-1)
+    assert spelled.to_dict()["text_depth"] == spelled.to_dict()["visual_depth"] == -1
+    path = tmp_path / "model.yaml"
+    path.write_text("text_depth: all\nvisual_depth: 2\n")
+    assert ModelConfig.load(path) == ModelConfig(text_depth=-1, visual_depth=2)
+    base = RunConfig()
+    assert base.with_overrides(["model.visual_depth=all"]).key() == base.key()  # the default is every block
+    old = base.with_overrides(["model.text_depth=-1"])  # as a stored config of an older version holds it
+    assert old.with_overrides(["model.text_depth=all"]).key() == old.key()
+    for bad in ("most", -2, True, 1.5):
+        with pytest.raises(ConfigError, match='text_depth.*"all"'):
+            ModelConfig(text_depth=bad)

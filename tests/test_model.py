@@ -48,6 +48,15 @@ def test_visual_depth_all_blocks():
     assert model.visual_depth == len(model.clip.visual.transformer.resblocks) == 3
 
 
+def test_depth_all_is_every_block_of_either_tower():
+    model = build_model(ModelConfig(backbone="micro", text_depth="all", visual_depth="all", head="levels"))
+    n_text = len(model.clip.transformer.resblocks)
+    assert model.text_depth == n_text and model.visual_depth == len(model.clip.visual.transformer.resblocks)
+    assert model.text_prompts.deep.shape[0] == n_text - 1  # fresh context before every block after the first
+    with pytest.raises(ValueError, match=r"model.text_depth=9 exceeds the text tower's .* or \"all\""):
+        build_model(ModelConfig(backbone="micro", text_depth=9))
+
+
 def test_deep_text_prompts_replace_slots_before_early_blocks():
     model = build_model(ModelConfig(backbone="micro", text_depth=3, head="levels", visual_depth=0))
     assert model.text_prompts.deep.shape == (2, 3, 3, 48)  # (depth - 1, branches, n_ctx, width)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpiqa.config import ConfigError, ModelConfig
+from mmpiqa.config import ALL_BLOCKS, ConfigError, ModelConfig
 from mmpiqa.model.backbone import BackboneIdentity, load_backbone, tokenizer_for
 from mmpiqa.model.heads import CrossAttentionHead, antonym_probability, expected_level
 from mmpiqa.model.prompts import TextPrompts, VisualPrompts, prompted_image_tower, prompted_text_tower
@@ -31,6 +31,22 @@ class IQAOutput:
     image_features: torch.Tensor | None = None  # (B, E) unit-norm pooled image features
 
 
+def prompted_blocks(config: ModelConfig, field: str, tower: nn.Module, backbone: str) -> int:
+    """How many blocks of `tower` (open_clip's Transformer), from the first, get learned prompt tokens: the
+    config's text_depth or visual_depth (`field`), with "all" (stored as ALL_BLOCKS) read as every block. The one
+    place a depth is read against a backbone."""
+    depth, n_blocks = getattr(config, field), len(tower.resblocks)
+    if depth == ALL_BLOCKS:
+        return n_blocks
+    if depth > n_blocks:
+        which = "text" if field == "text_depth" else "image"
+        raise ConfigError(
+            f"model.{field}={depth} exceeds the {which} tower's {n_blocks} blocks of {backbone}: choose "
+            f'0..{n_blocks}, or "all"'
+        )
+    return depth
+
+
 class PromptedCLIP(nn.Module):
     """Frozen CLIP + text branches {quality, scene, distortion} + visual prompts + readout head."""
 
@@ -39,19 +55,9 @@ class PromptedCLIP(nn.Module):
         self.config = config
         self.identity = identity
         self.clip = clip
-        n_blocks = len(clip.visual.transformer.resblocks)
-        self.visual_depth = n_blocks if config.visual_depth == -1 else config.visual_depth
-        if self.visual_depth > n_blocks:
-            raise ConfigError(
-                f"model.visual_depth={config.visual_depth} exceeds the image tower's {n_blocks} blocks of "
-                f"{identity.name}: choose 0..{n_blocks}, or -1 for all"
-            )
-        n_text_blocks = len(clip.transformer.resblocks)
-        if config.text_depth > n_text_blocks:
-            raise ConfigError(
-                f"model.text_depth={config.text_depth} exceeds the text tower's {n_text_blocks} blocks of "
-                f"{identity.name}: choose 0..{n_text_blocks}"
-            )
+        # blocks, from the first, that see learned prompt tokens
+        self.text_depth = prompted_blocks(config, "text_depth", clip.transformer, identity.name)
+        self.visual_depth = prompted_blocks(config, "visual_depth", clip.visual.transformer, identity.name)
         device = clip.logit_scale.device
         self.text_prompts = TextPrompts(
             clip,
@@ -59,13 +65,13 @@ class PromptedCLIP(nn.Module):
             {b: [config.template(b).format(c) for c in config.classes(b)] for b in config.branches},
             n_ctx=config.n_ctx,
             ctx_init=config.ctx_init,
-            depth=config.text_depth,
+            depth=self.text_depth,
         ).to(device)
         self.visual_prompts = None
         if self.visual_depth:
-            if config.coupled and config.text_depth < self.visual_depth:
+            if config.coupled and self.text_depth < self.visual_depth:
                 raise ConfigError(
-                    f"coupled=True maps the text context of each layer: text_depth ({config.text_depth}) must be "
+                    f"coupled=True maps the text context of each layer: text_depth ({self.text_depth}) must be "
                     f">= visual_depth ({self.visual_depth})"
                 )
             if config.coupled and config.n_vis != self.text_prompts.n_ctx:
@@ -241,7 +247,7 @@ class PromptedCLIP(nn.Module):
         parts = [
             self.identity.describe(),
             f"branches={','.join(c.branches) or 'none'}",
-            f"text_depth={c.text_depth} (n_ctx={self.text_prompts.n_ctx})",
+            f"text_depth={self.text_depth} (n_ctx={self.text_prompts.n_ctx})",
             f"visual_depth={self.visual_depth}"
             + (f" (n_vis={c.n_vis}{', coupled' if c.coupled else ''})" if self.visual_depth else ""),
             f"head={c.head}",
