@@ -86,13 +86,15 @@ def _run_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from mmpiqa.runs.demo import format_table
     from mmpiqa.runs.experiment import results_table, run
+    from mmpiqa.runs.folder import RunFolder
     from mmpiqa.train.trainer import world_info
 
     config = _run_config(args)
     result = run(config, args.out, splits=args.splits, progress=not args.quiet)
     if world_info()[0] == 0:  # under torchrun, one table
         if result.metrics.get("skipped_images"):
-            print(f"skipped {result.metrics['skipped_images']} unreadable image(s); listed in skipped.json")
+            listed = RunFolder(result.folder).skipped_file
+            print(f"skipped {result.metrics['skipped_images']} unreadable image(s); listed in {listed}")
         print(format_table(results_table([result])))
         print(f"run folder: {result.folder}")
     return 0

@@ -1,24 +1,19 @@
-"""Runs are data: a RunConfig becomes a folder of results, over the n-split protocol.
+"""Runs are data: a RunConfig becomes a run folder of results (`mmpiqa.runs.folder` owns its layout), over the
+n-split protocol.
 
-    <out>/<name>-<config hash>/
-        config.json           the RunConfig (what papermill, --set and sweep grids fill in)
-        splits.json           exactly which images were train / val / test in each split
-        skipped.json          only with data.skip_unreadable: the unreadable images left out, and why
-        split-00/             prompts.safetensors (best on val), last.safetensors (resume), predictions.csv,
-                              metrics.json (val at the selected epoch, test, history)
-        metrics.json          per split and summary (median, mean ± std, bootstrap CI) for val and test
-        log.txt               what happened, with the backbone and data the numbers come from
+`run` is the one orchestrator: splits, leakage check, one folder per split, predictions, metrics, the summary over
+splits, and the reuse of complete runs. What happens inside a split is a `SplitFitter`: prompt training
+(`PromptTraining`, the default) or one passed in (the workbook's linear probe).
 
-A folder with `metrics.json` is complete and is skipped when asked again; an incomplete one resumes where it
-stopped (finished splits are kept, the running split continues from its last epoch).
+A complete folder is skipped when asked again; an incomplete one resumes where it stopped (finished splits are
+kept, the running split continues from its last epoch).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +21,17 @@ import pandas as pd
 import torch
 
 from mmpiqa import metrics
-from mmpiqa.model.checkpoint import CheckpointError, load_prompts
 from mmpiqa.config import ConfigError, DataConfig, RunConfig
 from mmpiqa.data.crops import CropPolicy
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.data.readers import read_dataset
 from mmpiqa.data.splits import Split, check_no_leakage, load_splits, make_splits, save_splits, subsample_train
 from mmpiqa.errors import MissingFileError
-from mmpiqa.files import atomic_write_json, writing
+from mmpiqa.files import atomic_write_json, atomic_write_text, writing
+from mmpiqa.model.checkpoint import load_prompts
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
+from mmpiqa.runs.folder import RunFolder, SplitFolder
 from mmpiqa.train.trainer import (
-    BEST_FILE,
     Trainer,
     barrier,
     init_distributed,
@@ -47,7 +42,6 @@ from mmpiqa.train.trainer import (
 )
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "plcc_logistic", "rmse")
-SKIPPED_FILE = "skipped.json"  # the images data.skip_unreadable dropped: name, path, reason
 
 
 @dataclass
@@ -62,7 +56,8 @@ class RunResult:
 
 
 def run_folder(config: RunConfig, out: str | Path) -> Path:
-    return Path(out) / f"{config.name}-{config.key()}"
+    """Where `run(config, out)` writes (prompt training; other fitters key their folders themselves)."""
+    return RunFolder.named(out, config.name, config.key()).path
 
 
 def load_table(data: DataConfig, progress: bool = True) -> pd.DataFrame:
@@ -123,46 +118,138 @@ class RunLog:
             raise writing(self.path, error) from error
 
 
+@dataclass
+class FittedSplit:
+    """What a fitter hands back for one split: the predictions of the val and test parts (score, mos, index, and
+    prob_* where the model has them), what the split's metrics.json records about the fit, a note for the log."""
+
+    predictions: dict[str, dict]
+    record: dict
+    note: str
+    history: list = field(default_factory=list)
+
+
+class SplitFitter:
+    """How one split is fitted; `run` does everything around it. By default the folder is keyed by the config
+    and every split builds the configured model after its seed is set; a fitter overrides what differs."""
+
+    def key(self, config: RunConfig) -> str:
+        """The run folder's key: ``<out>/<name>-<key>``."""
+        return config.key()
+
+    def begin(self, folder: RunFolder) -> None:
+        """Record the fitter's own settings in the folder (once, on the writing rank)."""
+
+    def model(self, config: RunConfig, device: torch.device) -> PromptedCLIP:
+        """The model of a split; its crop size and class lists shape the split's datasets."""
+        return build_model(config.model, device=device)
+
+    def describe(self, model: PromptedCLIP) -> str:
+        """What the numbers come from (the log and metrics.json's ``backbone``)."""
+        return model.describe()
+
+    def fit(
+        self,
+        config: RunConfig,
+        model: PromptedCLIP,
+        parts: dict[str, IQADataset],
+        folder: SplitFolder,
+        *,
+        device: torch.device,
+        log: RunLog,
+        progress: bool,
+    ) -> FittedSplit:
+        """Fit on ``parts['train']`` (choosing on ``parts['val']``), write the fit into `folder`, and predict the
+        val and test parts."""
+        raise NotImplementedError
+
+
+class PromptTraining(SplitFitter):
+    """The default fitter: train the prompts (resuming from the split's last epoch) and keep the best on val; a
+    config with nothing to learn (zero-shot) is evaluated as it is. `on_epoch(row)` gets every epoch's history
+    row (e.g. a live plot)."""
+
+    def __init__(self, on_epoch: Callable[[dict], None] | None = None) -> None:
+        self.on_epoch = on_epoch
+
+    def fit(self, config, model, parts, folder, *, device, log, progress) -> FittedSplit:
+        history, best_epoch = [], 0
+        if any(p.numel() for p in model.trainable_parameters()):
+            trainer = Trainer(
+                model,
+                config.train,
+                parts["train"],
+                parts["val"],
+                folder.path,
+                log=log,
+                progress=progress,
+                on_epoch=self.on_epoch,
+            )
+            result = trainer.fit(resume=True)
+            history, best_epoch = result.history, result.best_epoch
+            barrier()
+            load_prompts(folder.prompts_file, model)
+        else:
+            log(f"{folder.path.name}: nothing to learn (zero-shot); evaluating the hand-written prompts")
+        predictions = {
+            part: predict(
+                model,
+                parts[part],
+                batch_size=config.train.batch_size * 2,
+                device=device,
+                workers=config.train.num_workers,
+            )
+            for part in ("val", "test")
+        }
+        return FittedSplit(predictions, {"best_epoch": best_epoch}, f"best val epoch {best_epoch}", history)
+
+
 def run(
     config: RunConfig,
     out: str | Path = "runs",
     *,
+    fitter: SplitFitter | None = None,
     splits: int | None = None,
     table: pd.DataFrame | None = None,
     progress: bool = True,
     echo: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> RunResult:
-    """Train and evaluate `config` over the first `splits` (default: data.n_splits) splits; skip if complete.
+    """Fit and evaluate `config` over the first `splits` (default: data.n_splits) splits; skip if complete.
 
-    `on_epoch(row)` is called after every training epoch with the history row (e.g. a live plot)."""
-    folder = run_folder(config, out)
-    if (folder / "metrics.json").is_file():
-        stored = read_json(folder / "metrics.json")
+    `fitter` fits each split (default: `PromptTraining(on_epoch)`: `on_epoch(row)` is called after every
+    training epoch with the history row, e.g. a live plot)."""
+    if fitter is None:
+        fitter = PromptTraining(on_epoch)
+    elif on_epoch is not None:
+        raise ValueError("on_epoch belongs to prompt training: pass fitter=PromptTraining(on_epoch)")
+    folder = RunFolder.named(out, config.name, fitter.key(config))
+    if folder.is_complete():
         if echo:
-            print(f"{folder}: complete, skipped (delete the folder to run it again)")
-        return RunResult(folder, config, stored, skipped=True)
+            print(f"{folder.path}: complete, skipped (delete the folder to run it again)")
+        return RunResult(folder.path, config, folder.read_metrics(), skipped=True)
     check_run(config, splits)
     device = init_distributed() or resolve_device(config.train.device)
     main = world_info()[0] == 0  # under torchrun only rank 0 writes
     table = table if table is not None else load_table(config.data, progress=progress)
     # everything the user can get wrong is checked by now: only from here on is the folder written
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise writing(folder, error) from error
+        raise writing(folder.path, error) from error
     if main:
-        config.save(folder / "config.json")
-    log = RunLog(folder / "log.txt", echo=echo and main, write=main)
+        config.save(folder.config_file)
+        fitter.begin(folder)
+    log = RunLog(folder.log_file, echo=echo and main, write=main)
     skipped = table.attrs.get("skipped", [])
     if skipped and main:
-        atomic_write_json(folder / SKIPPED_FILE, skipped)
+        atomic_write_json(folder.skipped_file, skipped)
         log(
-            f"skipped {len(skipped)} unreadable image(s) (data.skip_unreadable=true); listed in {SKIPPED_FILE}"
+            f"skipped {len(skipped)} unreadable image(s) (data.skip_unreadable=true); "
+            f"listed in {folder.skipped_file.name}"
         )
-    split_file = folder / "splits.json"
-    if split_file.is_file():
-        all_splits = load_splits(split_file)
+    if folder.splits_file.is_file():
+        all_splits = load_splits(folder.splits_file)
     else:  # deterministic: every rank makes the same splits
         all_splits = make_splits(
             table,
@@ -172,19 +259,17 @@ def run(
             by=config.data.protocol,
         )
         if main:
-            save_splits(all_splits, split_file, dataset=config.data.dataset)
+            save_splits(all_splits, folder.splits_file, dataset=config.data.dataset)
     chosen = all_splits[: splits or config.data.n_splits]
 
     per_split = []
     for index, split in enumerate(chosen):
         per_split.append(
-            _run_split(
-                config, table, split, index, folder / f"split-{index:02d}", device, log, progress, on_epoch
-            )
+            _run_split(config, table, split, index, folder.split(index), fitter, device, log, progress)
         )
     result = {
         "name": config.name,
-        "key": config.key(),
+        "key": fitter.key(config),
         "backbone": per_split[0]["backbone"],
         "data": f"{config.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
         "skipped_images": len(skipped),
@@ -192,13 +277,13 @@ def run(
         "summary": summarise_splits(per_split),
     }
     if main:
-        atomic_write_json(folder / "metrics.json", result)
+        atomic_write_json(folder.metrics_file, result)
     test = result["summary"]["test"]["srcc"]
     log(
         f"done: test SRCC median {test['median']:.3f} [{test['ci_low']:.3f}, {test['ci_high']:.3f}] "
         f"over {len(per_split)} split(s)"
     )
-    return RunResult(folder, config, result)
+    return RunResult(folder.path, config, result)
 
 
 def check_run(config: RunConfig, splits: int | None = None) -> None:
@@ -211,16 +296,6 @@ def check_run(config: RunConfig, splits: int | None = None) -> None:
     with torch.random.fork_rng(devices=[]):
         model = build_model(config.model, device="cpu")
     crop_policies(config.data, model)
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file of a run folder; damage names the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{path}: not valid JSON ({error}); delete the file (a run folder rebuilds it) or restore it."
-        ) from error
 
 
 def summarise_splits(per_split: list[dict]) -> dict:
@@ -243,64 +318,51 @@ def _single(split_metrics: dict, part: str, metric: str) -> dict:
     return {"median": value, "mean": value, "std": float("nan"), "ci_low": low, "ci_high": high, "n": 1}
 
 
-def _run_split(config, table, split, index, folder: Path, device, log, progress, on_epoch=None) -> dict:
-    if (folder / "metrics.json").is_file():
-        return read_json(folder / "metrics.json")
+def _run_split(
+    config: RunConfig,
+    table: pd.DataFrame,
+    split: Split,
+    index: int,
+    folder: SplitFolder,
+    fitter: SplitFitter,
+    device: torch.device,
+    log: RunLog,
+    progress: bool,
+) -> dict:
+    if folder.is_complete():
+        return folder.read_metrics()
     check_no_leakage(table, split)
     seed = config.train.seed + index
     seed_everything(seed)
-    model = build_model(config.model, device=device)
+    model = fitter.model(config, device)
     parts = part_datasets(table, split, config.data, model, seed)
+    backbone = fitter.describe(model)
     if index == 0:
-        log(f"backbone: {model.describe()}")
+        log(f"backbone: {backbone}")
         log(
             f"data: {config.data.dataset}, {len(table)} images; split {split.by}: "
             f"{len(parts['train'])} train / {len(parts['val'])} val / {len(parts['test'])} test"
         )
-    history, best_epoch = [], 0
-    if any(p.numel() for p in model.trainable_parameters()):
-        trainer = Trainer(
-            model,
-            config.train,
-            parts["train"],
-            parts["val"],
-            folder,
-            log=log,
-            progress=progress,
-            on_epoch=on_epoch,
-        )
-        result = trainer.fit(resume=True)
-        history, best_epoch = result.history, result.best_epoch
-        barrier()
-        load_prompts(folder / BEST_FILE, model)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        log(f"split {index}: nothing to learn (zero-shot); evaluating the hand-written prompts")
-    evaluation = {}
-    for part in ("val", "test"):
-        pred = predict(
-            model,
-            parts[part],
-            batch_size=config.train.batch_size * 2,
-            device=device,
-            workers=config.train.num_workers,
-        )
-        evaluation[part] = part_metrics(pred, table, parts[part])
-        if part == "test" and world_info()[0] == 0:
-            save_predictions(folder / "predictions.csv", table, parts[part], pred)
+    fitted = fitter.fit(config, model, parts, folder, device=device, log=log, progress=progress)
+    main = world_info()[0] == 0
+    evaluation = {
+        part: part_metrics(fitted.predictions[part], table, parts[part]) for part in ("val", "test")
+    }
+    if main:
+        save_predictions(folder.predictions_file, table, parts["test"], fitted.predictions["test"])
     out = {
         "split": index,
         "seed": split.seed,
-        "best_epoch": best_epoch,
-        "backbone": model.describe(),
+        **fitted.record,
+        "backbone": backbone,
         **evaluation,
-        "history": history,
+        "history": fitted.history,
     }
-    if world_info()[0] == 0:
-        atomic_write_json(folder / "metrics.json", out)
+    if main:
+        atomic_write_json(folder.metrics_file, out)
     log(
         f"split {index}: test SRCC {evaluation['test']['srcc']:.3f}  PLCC {evaluation['test']['plcc']:.3f} "
-        f"(best val epoch {best_epoch})"
+        f"({fitted.note})"
     )
     return out
 
@@ -335,20 +397,18 @@ def save_predictions(path: Path, table: pd.DataFrame, dataset: IQADataset, pred:
     for key, probs in pred.items():
         if key.startswith("prob_"):
             frame[f"{key[5:]}_top"] = np.argmax(probs, axis=1)
-    from mmpiqa.files import atomic_write_text
-
     atomic_write_text(path, frame.to_csv(index=False))
 
 
 def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) -> dict:
     """Evaluate every split's best prompts of a finished run on all images of another dataset."""
-    folder = Path(folder)
-    config = read_run_config(folder)
+    folder = RunFolder(folder)
+    config = folder.read_config()
     table = load_table(data, progress=progress)
     device = resolve_device(config.train.device)
     results = []
-    for split_dir in sorted(folder.glob("split-*")):
-        checkpoint = split_dir / BEST_FILE
+    for split_folder in folder.split_folders():
+        checkpoint = split_folder.prompts_file
         model = build_model(config.model, device=device)
         if checkpoint.is_file():  # refused when learned on another backbone than config.json names
             load_prompts(checkpoint, model)
@@ -371,9 +431,9 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
         )
         results.append(part_metrics(pred, table, dataset))
     if not results:
-        raise MissingFileError(f"{folder} holds no split-*/ folders: is it a run folder?")
+        raise MissingFileError(f"{folder.path} holds no split-*/ folders: is it a run folder?")
     return {
-        "run": str(folder),
+        "run": str(folder.path),
         "dataset": data.dataset,
         "n_images": len(table),
         "skipped_images": len(table.attrs.get("skipped", [])),
@@ -391,19 +451,11 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
     }
 
 
-def read_run_config(folder: Path) -> RunConfig:
-    """The RunConfig of a run folder; a folder without one is named as not being a run folder."""
-    if not (folder / "config.json").exists():
-        raise MissingFileError(f"{folder} has no config.json: give a run folder (made by `mmpiqa train`).")
-    return RunConfig.load(folder / "config.json")
-
-
 def results_table(folders: list[Path] | list[RunResult], part: str = "test") -> pd.DataFrame:
     """One row per run: name, key, median and CI of each metric (read from the run folders)."""
     rows = []
     for item in folders:
-        folder = item.folder if isinstance(item, RunResult) else Path(item)
-        stored = json.loads((folder / "metrics.json").read_text())
+        stored = RunFolder(item.folder if isinstance(item, RunResult) else item).read_metrics()
         row = {"run": stored["name"], "key": stored["key"], "splits": len(stored["per_split"])}
         for m in ("srcc", "plcc"):
             s = stored["summary"][part][m]

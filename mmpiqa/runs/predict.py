@@ -9,25 +9,26 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mmpiqa.model.checkpoint import load_prompts
 from mmpiqa.data.crops import crop
 from mmpiqa.data.images import load_rgb
 from mmpiqa.errors import MissingFileError
-from mmpiqa.runs.experiment import crop_policies, read_run_config
+from mmpiqa.model.checkpoint import load_prompts
 from mmpiqa.model.prompted_clip import build_model
-from mmpiqa.train.trainer import BEST_FILE, resolve_device
+from mmpiqa.runs.experiment import crop_policies
+from mmpiqa.runs.folder import RunFolder
+from mmpiqa.train.trainer import resolve_device
 
 
 def predict_images(run: str | Path, images: list[str | Path], split: int = 0) -> list[dict]:
     """One row per image: path, score (crop-averaged), most likely scene and distortion where the model has them."""
-    folder = Path(run)
-    checkpoint = folder / f"split-{split:02d}" / BEST_FILE
+    folder = RunFolder(run)
+    checkpoint = folder.split(split).prompts_file
     if not checkpoint.is_file():
         raise MissingFileError(
-            f"{checkpoint} not found: is {folder} a finished run folder with split {split}? "
+            f"{checkpoint} not found: is {folder.path} a finished run folder with split {split}? "
             f"(zero-shot runs have no prompts to load; evaluate them with `mmpiqa eval`)"
         )
-    config = read_run_config(folder)
+    config = folder.read_config()
     # built from config.json: prompts learned on another backbone are refused, not scored
     model = load_prompts(checkpoint, build_model(config.model, device=resolve_device(config.train.device)))
     model.eval()

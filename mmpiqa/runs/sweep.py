@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from mmpiqa.config import ConfigError, RunConfig
+from mmpiqa.runs.folder import RunFolder
 
 COLUMNS = ("name", "status", "test_srcc", "ci_low", "ci_high", "folder", "log")
 
@@ -140,7 +141,7 @@ class Point:
         return run_folder(self.config, self.out)
 
     def finished(self) -> bool:
-        return (self.folder / "metrics.json").is_file()
+        return RunFolder(self.folder).is_complete()
 
 
 def _run_point(config_dict: dict, out: str, splits: int | None, threads: int | None = None) -> dict:
@@ -153,15 +154,15 @@ def _run_point(config_dict: dict, out: str, splits: int | None, threads: int | N
 
         torch.set_num_threads(threads)
     config = RunConfig.from_dict(config_dict)
-    folder = run_folder(config, out)
+    folder = RunFolder(run_folder(config, out))
     try:
         result = run(config, out, splits=splits, progress=False, echo=False)
-        (folder / "error.txt").unlink(missing_ok=True)  # a resumed point that now succeeds
-        return _row_from_folder(config.name, folder, "skipped" if result.skipped else "done")
+        folder.error_file.unlink(missing_ok=True)  # a resumed point that now succeeds
+        return _row_from_folder(config.name, folder.path, "skipped" if result.skipped else "done")
     except Exception as error:  # one failed point is reported, the others go on
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "error.txt").write_text(traceback.format_exc())
-        return _failed_row(config.name, folder, f"{type(error).__name__}: {error}", folder / "error.txt")
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.error_file.write_text(traceback.format_exc())
+        return _failed_row(config.name, folder.path, f"{type(error).__name__}: {error}", folder.error_file)
 
 
 class PointJob:
@@ -194,8 +195,8 @@ def _row(name: str, status: str, folder: str | Path, log: str | Path, test: dict
 
 
 def _row_from_folder(name: str, folder: Path, status: str) -> dict:
-    stored = json.loads((folder / "metrics.json").read_text())
-    return _row(name, status, folder, folder / "log.txt", stored["summary"]["test"]["srcc"])
+    run = RunFolder(folder)
+    return _row(name, status, folder, run.log_file, run.read_metrics()["summary"]["test"]["srcc"])
 
 
 def _failed_row(name: str, folder: str | Path, reason: str, log: str | Path) -> dict:
@@ -431,16 +432,18 @@ def summary_table(
     rows = []
     for config, assignment in zip(sweep.points(), sweep.assignments(), strict=True):
         point = Point(config, str(out), sweep.splits)
-        if point.finished():
-            row = _row_from_folder(config.name, point.folder, "skipped" if config.name in skipped else "done")
+        folder = RunFolder(point.folder)
+        if folder.is_complete():
+            row = _row_from_folder(config.name, folder.path, "skipped" if config.name in skipped else "done")
         elif config.name in reports:
-            row = {**reports[config.name], "folder": str(point.folder)}
-        elif (point.folder / "error.txt").is_file():  # failed when it last ran (maybe on another node)
-            last = (point.folder / "error.txt").read_text().strip().splitlines()[-1:] or ["see error.txt"]
-            row = _failed_row(config.name, point.folder, last[0], point.folder / "error.txt")
+            row = {**reports[config.name], "folder": str(folder.path)}
+        elif folder.error_file.is_file():  # failed when it last ran (maybe on another node)
+            error = folder.error_file
+            last = error.read_text().strip().splitlines()[-1:] or [f"see {error.name}"]
+            row = _failed_row(config.name, folder.path, last[0], error)
         else:
             missing = "missing (not run, or still running)"
-            row = _row(config.name, missing, point.folder, point.folder / "log.txt")
+            row = _row(config.name, missing, folder.path, folder.log_file)
         rows.append({**{k: row[k] for k in COLUMNS}, **{k: _cell(v) for k, v in assignment.items()}})
     return pd.DataFrame(rows)
 

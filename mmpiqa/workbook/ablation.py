@@ -33,6 +33,7 @@ import seaborn as sns
 from mmpiqa import metrics
 from mmpiqa.config import RunConfig
 from mmpiqa.runs.experiment import load_table, run, run_folder
+from mmpiqa.runs.folder import RunFolder, read_json
 from mmpiqa.runs.sweep import Sweep
 from mmpiqa.workbook import Backbone, mpiqe_run
 
@@ -127,7 +128,7 @@ def run_arms(
     for config in configs:
         d = config.data
         data_key = json.dumps([d.dataset, d.root, d.size, d.skip_unreadable])
-        complete = (run_folder(config, out) / "metrics.json").is_file()
+        complete = RunFolder(run_folder(config, out)).is_complete()
         if table is None and not complete and data_key not in tables:
             tables[data_key] = load_table(config.data, progress=False)
         start = time.perf_counter()
@@ -176,9 +177,9 @@ def _label(value: Any) -> Any:
     return value
 
 
-def _split_ids(folder: Path) -> list[str]:
+def _split_ids(folder: RunFolder) -> list[str]:
     """A fingerprint of each split's train / val / test names, from the run's own splits.json."""
-    doc = json.loads((folder / "splits.json").read_text())
+    doc = read_json(folder.splits_file)
     ids = []
     for split in doc["splits"]:
         names = json.dumps([split["train"], split["val"], split["test"]])
@@ -197,19 +198,20 @@ def read_runs(
     names in splits.json), ``run``, ``key``, ``folder``, ``backbone``, ``best_epoch`` and the metrics of `part`
     (``srcc, plcc, krcc, plcc_logistic, rmse``). `axes` (``section.field`` names) defaults to the fields that
     differ between the runs."""
-    folders = [Path(f) for f in folders]
-    for folder in folders:
-        if not (folder / "metrics.json").is_file():
+    runs = [RunFolder(f) for f in folders]
+    for folder in runs:
+        if not folder.is_complete():
             raise FileNotFoundError(
-                f"{folder} has no metrics.json: the run is not complete (run it first, e.g. with run_arms)"
+                f"{folder.path} has no {folder.metrics_file.name}: the run is not complete "
+                "(run it first, e.g. with run_arms)"
             )
-    configs = [RunConfig.load(f / "config.json") for f in folders]
+    configs = [f.read_config() for f in runs]
     axes = list(axes) if axes is not None else varying_fields(configs)
     short = [a.split(".")[-1] for a in axes]
     columns = short if len(set(short)) == len(short) else list(axes)
     rows = []
-    for folder, config in zip(folders, configs, strict=True):
-        stored = json.loads((folder / "metrics.json").read_text())
+    for folder, config in zip(runs, configs, strict=True):
+        stored = folder.read_metrics()
         flat, ids = _flat(config), _split_ids(folder)
         values = {col: _label(flat[a]) for col, a in zip(columns, axes, strict=True)}
         if len(values) == 1:
@@ -225,7 +227,7 @@ def read_runs(
                     "split_id": ids[s["split"]],
                     "run": config.name,
                     "key": stored["key"],
-                    "folder": str(folder),
+                    "folder": str(folder.path),
                     "backbone": stored["backbone"],
                     "best_epoch": s.get("best_epoch"),
                     **{m: s[part][m] for m in METRIC_NAMES},

@@ -19,7 +19,6 @@ Their figures are in `mmpiqa.workbook.analysis_plots`.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from mmpiqa import metrics
-from mmpiqa.config import DataConfig, RunConfig
+from mmpiqa.config import DataConfig
 from mmpiqa.model.prompted_clip import PromptedCLIP
 from mmpiqa.runs import experiment
+from mmpiqa.runs.folder import RunFolder
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
@@ -111,9 +111,8 @@ def cross_dataset_results(
     """
     rows = []
     for label, folder in run_folders.items():
-        folder = Path(folder)
-        config = RunConfig.load(folder / "config.json")
-        stored = json.loads((folder / "metrics.json").read_text())
+        run = RunFolder(folder)
+        config, stored = run.read_config(), run.read_metrics()
         for test_label, data in datasets.items():
             same = data.dataset == config.data.dataset  # wherever its copy lives (root)
             if same and data.dataset == "embedded":
@@ -123,7 +122,7 @@ def cross_dataset_results(
                 n = sum(part["test"]["n"] for part in stored["per_split"]) // len(stored["per_split"])
                 kind = "within: test part"
             else:
-                result = experiment.evaluate_run(folder, data, progress=progress)
+                result = experiment.evaluate_run(run.path, data, progress=progress)
                 s, n, kind = result["summary"][metric], result["n_images"], "cross: all images"
             rows.append(
                 {

@@ -15,6 +15,7 @@ import seaborn as sns
 
 from mmpiqa import metrics
 from mmpiqa.runs.experiment import RunResult, results_table
+from mmpiqa.runs.folder import RunFolder
 
 
 def set_theme() -> None:
@@ -77,7 +78,7 @@ def demo_figures(runs: list[RunResult], folder: str | Path) -> list[Path]:
     paths = []
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4), squeeze=False)
     for ax, result in zip(axes[0], runs, strict=True):
-        pred = pd.read_csv(result.folder / "split-00" / "predictions.csv")
+        pred = pd.read_csv(RunFolder(result.folder).split(0).predictions_file)
         prediction_scatter(pred["score"], pred["mos"], title=result.config.name, ax=ax)
     fig.tight_layout()
     paths.append(folder / "predicted_vs_mos.png")

@@ -2,9 +2,10 @@
 
 Nothing is learned inside CLIP and no text is used: the image tower runs once over every crop, the features go into
 a ridge regression fitted on the train part, the regularisation is chosen on the val part (best SRCC), and the
-test part is scored once. Same crops (`mmpiqa.runs.experiment.part_datasets`: the training pool and the test policy of
-the config), same splits (same `DataConfig`, same seed), same `train_fraction` subset as every other arm, and a
-run folder of the same shape, so `mmpiqa.runs.experiment.results_table` shows it next to the prompt-learning runs:
+test part is scored once. It runs through the same orchestrator as prompt learning (`mmpiqa.runs.experiment.run`,
+with `RidgeFit` as the per-split fitter): same crops (the training pool and the test policy of the config), same
+splits (same `DataConfig`, same seed), same `train_fraction` subset as every other arm, and a run folder of the same
+shape, so `mmpiqa.runs.experiment.results_table` shows it next to the prompt-learning runs:
 
     <out>/probe-<features>-<hash>/
         config.json, probe.json   the RunConfig of the data and backbone, the probe's own settings
@@ -36,24 +37,14 @@ from tqdm.auto import tqdm
 
 from mmpiqa import metrics
 from mmpiqa.config import ModelConfig, RunConfig, TrainConfig
-from mmpiqa.data.splits import check_no_leakage, load_splits, make_splits, save_splits
 from mmpiqa.files import atomic_write, atomic_write_json
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
-from mmpiqa.runs.experiment import (
-    RunLog,
-    RunResult,
-    load_table,
-    part_datasets,
-    part_metrics,
-    save_predictions,
-    summarise_splits,
-)
-from mmpiqa.train.trainer import resolve_device, seed_everything
+from mmpiqa.runs.experiment import FittedSplit, RunResult, SplitFitter, run
+from mmpiqa.runs.folder import RunFolder
 
 FEATURES = ("pooled", "tokens", "both")
 # ridge penalties, in units of the number of training images (features are standardised first)
 ALPHAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
-PROBE_FILE = "probe.safetensors"
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -204,7 +195,58 @@ def probe_folder(
     config: RunConfig, out: str | Path, features: str = "pooled", alphas: tuple[float, ...] = ALPHAS
 ) -> Path:
     pc = probe_config(config, features)
-    return Path(out) / f"{pc.name}-{probe_key(pc, features, tuple(alphas))}"
+    return RunFolder.named(out, pc.name, RidgeFit(features, alphas).key(pc)).path
+
+
+class RidgeFit(SplitFitter):
+    """The linear probe as the per-split fitter of `mmpiqa.runs.experiment.run`: features of the frozen tower,
+    ridge fitted on train, the penalty chosen on val."""
+
+    def __init__(self, features: str = "pooled", alphas: tuple[float, ...] = ALPHAS) -> None:
+        if features not in FEATURES:
+            raise ValueError(f"features={features!r}: one of {FEATURES}")
+        self.features, self.alphas = features, tuple(float(a) for a in alphas)
+        self._model: PromptedCLIP | None = None
+
+    def key(self, config: RunConfig) -> str:
+        return probe_key(config, self.features, self.alphas)
+
+    def begin(self, folder: RunFolder) -> None:
+        atomic_write_json(
+            folder.probe_settings_file, {"features": self.features, "alphas": list(self.alphas)}
+        )
+
+    def model(self, config: RunConfig, device: torch.device) -> PromptedCLIP:
+        if self._model is None:  # nothing in it is learned: one model serves every split
+            self._model = build_model(config.model, device=device)
+        return self._model
+
+    def describe(self, model: PromptedCLIP) -> str:
+        return f"{model.identity.describe()}; linear probe on {self.features} features"
+
+    def fit(self, config, model, parts, folder, *, device, log, progress) -> FittedSplit:
+        feats = {
+            name: _cached_features(config, model, ds, self.features, device, progress)
+            for name, ds in parts.items()
+        }
+        mos = {name: ds.mos.numpy().astype(np.float64) for name, ds in parts.items()}
+        probe = fit_ridge(feats["train"], mos["train"], feats["val"], mos["val"], self.alphas)
+        _save_probe(folder.probe_file, probe, self.features)
+        predictions = {
+            part: {
+                "score": probe.predict(feats[part]),
+                "mos": mos[part],
+                "index": np.arange(len(parts[part])),
+            }
+            for part in ("val", "test")
+        }
+        record = {
+            "n_train": len(parts["train"]),
+            "alpha": probe.alpha,
+            "val_srcc_by_alpha": {str(k): v for k, v in probe.val_srcc.items()},
+        }
+        note = f"{len(parts['train'])} train images, {probe.coef.size} features, alpha {probe.alpha:.3g}"
+        return FittedSplit(predictions, record, note)
 
 
 def run_probe(
@@ -220,88 +262,9 @@ def run_probe(
 ) -> RunResult:
     """Fit and evaluate the linear probe for the data and backbone of `config` (any arm of a study) over its
     splits; skip if the folder is complete. Returns a `RunResult` like `mmpiqa.runs.experiment.run`."""
-    if features not in FEATURES:
-        raise ValueError(f"features={features!r}: one of {FEATURES}")
-    alphas = tuple(float(a) for a in alphas)
+    fitter = RidgeFit(features, alphas)
     pc = probe_config(config, features)
-    folder = probe_folder(config, out, features, alphas)
-    if (folder / "metrics.json").is_file():
-        if echo:
-            print(f"{folder}: complete, skipped (delete the folder to run it again)")
-        return RunResult(folder, pc, json.loads((folder / "metrics.json").read_text()), skipped=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    pc.save(folder / "config.json")
-    atomic_write_json(folder / "probe.json", {"features": features, "alphas": list(alphas)})
-    log = RunLog(folder / "log.txt", echo=echo)
-    table = table if table is not None else load_table(pc.data, progress=progress)
-    split_file = folder / "splits.json"
-    if split_file.is_file():
-        all_splits = load_splits(split_file)
-    else:
-        data = pc.data
-        all_splits = make_splits(
-            table, n_splits=data.n_splits, seed=data.split_seed, fractions=data.fractions, by=data.protocol
-        )
-        save_splits(all_splits, split_file, dataset=data.dataset)
-    chosen = all_splits[: splits or pc.data.n_splits]
-    device = resolve_device(pc.train.device)
-    model = build_model(pc.model, device=device)
-    log(f"linear probe ({features} features) on {model.identity.describe()}")
-    per_split = [
-        _probe_split(
-            pc, model, table, split, i, folder / f"split-{i:02d}", features, alphas, device, log, progress
-        )
-        for i, split in enumerate(chosen)
-    ]
-    result = {
-        "name": pc.name,
-        "key": folder.name.rsplit("-", 1)[-1],
-        "backbone": f"{model.identity.describe()}; linear probe on {features} features",
-        "data": f"{pc.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
-        "per_split": per_split,
-        "summary": summarise_splits(per_split),
-    }
-    atomic_write_json(folder / "metrics.json", result)
-    test = result["summary"]["test"]["srcc"]
-    log(f"done: test SRCC median {test['median']:.3f} [{test['ci_low']:.3f}, {test['ci_high']:.3f}]")
-    return RunResult(folder, pc, result)
-
-
-def _probe_split(
-    pc, model, table, split, index, folder: Path, features, alphas, device, log, progress
-) -> dict:
-    if (folder / "metrics.json").is_file():
-        return json.loads((folder / "metrics.json").read_text())
-    check_no_leakage(table, split)
-    seed = pc.train.seed + index
-    seed_everything(seed)
-    parts = part_datasets(table, split, pc.data, model, seed)
-    feats = {name: _cached_features(pc, model, ds, features, device, progress) for name, ds in parts.items()}
-    mos = {name: ds.mos.numpy().astype(np.float64) for name, ds in parts.items()}
-    probe = fit_ridge(feats["train"], mos["train"], feats["val"], mos["val"], alphas)
-    evaluation = {}
-    for part in ("val", "test"):
-        pred = {"score": probe.predict(feats[part]), "mos": mos[part], "index": np.arange(len(parts[part]))}
-        evaluation[part] = part_metrics(pred, table, parts[part])
-        if part == "test":
-            save_predictions(folder / "predictions.csv", table, parts[part], pred)
-    _save_probe(folder / PROBE_FILE, probe, features)
-    out = {
-        "split": index,
-        "seed": split.seed,
-        "n_train": len(parts["train"]),
-        "alpha": probe.alpha,
-        "val_srcc_by_alpha": {str(k): v for k, v in probe.val_srcc.items()},
-        "backbone": f"{model.identity.describe()}; linear probe on {features} features",
-        **evaluation,
-        "history": [],
-    }
-    atomic_write_json(folder / "metrics.json", out)
-    log(
-        f"split {index}: {len(parts['train'])} train images, {probe.coef.size} features, alpha {probe.alpha:.3g}: "
-        f"test SRCC {evaluation['test']['srcc']:.3f}  PLCC {evaluation['test']['plcc']:.3f}"
-    )
-    return out
+    return run(pc, out, fitter=fitter, splits=splits, table=table, progress=progress, echo=echo)
 
 
 _FEATURES: dict[
