@@ -62,6 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         size=args.size,
         splits=args.splits,
+        overrides=args.set or (),
         progress=not args.quiet,
     )
     print()
@@ -248,17 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--size", default="default", choices=["small", "default", "full"], help="embedded benchmark size"
     )
+    _set_arg(
+        demo,
+        "a field of the trained MP-IQE arm, e.g. --set model.visual_depth=3 --set train.lr=0.01 (the zero-shot "
+        "baselines are made from it, so they share its backbone, data and splits)",
+    )
     _backbone_args(demo)
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train and evaluate one RunConfig over its splits")
     train.add_argument("--config", help="a RunConfig file (YAML or JSON); default: the built-in defaults")
-    train.add_argument(
-        "--set",
-        action="append",
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field, e.g. --set model.visual_depth=3 --set train.epochs=10",
-    )
+    _set_arg(train, "a field, e.g. --set model.visual_depth=3 --set train.epochs=10")
     train.add_argument("--out", default="runs")
     train.add_argument("--splits", type=_positive, default=None, help="run only the first N splits")
     _backbone_args(train)
@@ -352,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register(sub)
     return parser
+
+
+def _set_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--set SECTION.FIELD=VALUE` (repeatable), read by `RunConfig.with_overrides`."""
+    parser.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help=f"override {what}")
 
 
 def _pretrained(text: str) -> str:
