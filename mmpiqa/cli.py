@@ -200,6 +200,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if not table["status"].str.startswith(("failed", "missing")).any() else 1
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from mmpiqa.data.commands import list_text
+
+    print(list_text())
+    return 0
+
+
+def cmd_data_card(args: argparse.Namespace) -> int:
+    from mmpiqa.data.commands import card_text
+
+    print(card_text(args.name), end="")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    """0: the download is complete and sane; 1: it has problems (listed); 2: it cannot be read at all."""
+    from mmpiqa.data.commands import verify
+
+    options = {}
+    if args.name == "metacsv":
+        options = dict(
+            csv=args.csv,
+            image_root=args.image_root,
+            name_col=args.name_col,
+            mos_col=args.mos_col,
+            mos_range=tuple(args.mos_range) if args.mos_range else None,
+            higher_is_better=not args.lower_is_better,
+        )
+    report, problems = verify(
+        args.name,
+        args.root,
+        check_images=args.check_images,
+        skip_unreadable=args.skip_unreadable,
+        **options,
+    )
+    print(report)
+    return 1 if problems else 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -346,13 +385,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_sweep)
 
-    try:
-        from mmpiqa.data.commands import register
-    except ImportError:  # the data command arrives with the data package
-        pass
-    else:
-        register(sub)
+    _data_parser(sub)
     return parser
+
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    from mmpiqa.data.info import DATASETS
+
+    data = sub.add_parser("data", help="IQA datasets: list them, verify a download, print a data card")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="{list,verify,card}")
+
+    p = commands.add_parser(
+        "list", help="the datasets this version reads, with scale, licence and download page"
+    )
+    p.set_defaults(func=cmd_data_list)
+
+    p = commands.add_parser(
+        "verify", help="read a download and report counts, missing files, scores, distortions"
+    )
+    p.add_argument("name", choices=sorted(DATASETS), help="dataset name (see `mmpiqa data list`)")
+    p.add_argument("--root", type=Path, default=None, help="the unpacked download (or the meta CSV file)")
+    p.add_argument(
+        "--check-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode every image to find truncated/corrupt files (default: on; --no-check-images is quicker)",
+    )
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="accept missing/unreadable images: report them as skipped instead of failing",
+    )
+    meta = p.add_argument_group("metacsv options")
+    meta.add_argument("--csv", type=Path, default=None, help="the CSV, when --root is the image folder")
+    meta.add_argument(
+        "--image-root", type=Path, default=None, help="folder the CSV's image names are relative to"
+    )
+    meta.add_argument("--name-col", default=None, help="column with the image names")
+    meta.add_argument("--mos-col", default=None, help="column with the scores")
+    meta.add_argument("--mos-range", type=float, nargs=2, metavar=("LO", "HI"), help="published score range")
+    meta.add_argument("--lower-is-better", action="store_true", help="the score is a DMOS (it is flipped)")
+    p.set_defaults(func=cmd_data_verify)
+
+    p = commands.add_parser("card", help="print a dataset's data card (markdown)")
+    p.add_argument("name", choices=sorted(DATASETS), help="dataset name")
+    p.set_defaults(func=cmd_data_card)
 
 
 def _set_arg(parser: argparse.ArgumentParser, what: str) -> None:
