@@ -474,7 +474,3 @@ def main(argv: list[str] | None = None) -> int:
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
