@@ -62,6 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         size=args.size,
         splits=args.splits,
+        overrides=args.set or (),
         progress=not args.quiet,
     )
     print()
@@ -201,6 +202,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if not table["status"].str.startswith(("failed", "missing")).any() else 1
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from mmpiqa.data.commands import list_text
+
+    print(list_text())
+    return 0
+
+
+def cmd_data_card(args: argparse.Namespace) -> int:
+    from mmpiqa.data.commands import card_text
+
+    print(card_text(args.name), end="")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    """0: the download is complete and sane; 1: it has problems (listed); 2: it cannot be read at all."""
+    from mmpiqa.data.commands import verify
+
+    options = {}
+    if args.name == "metacsv":
+        options = dict(
+            csv=args.csv,
+            image_root=args.image_root,
+            name_col=args.name_col,
+            mos_col=args.mos_col,
+            mos_range=tuple(args.mos_range) if args.mos_range else None,
+            higher_is_better=not args.lower_is_better,
+        )
+    report, problems = verify(
+        args.name,
+        args.root,
+        check_images=args.check_images,
+        skip_unreadable=args.skip_unreadable,
+        **options,
+    )
+    print(report)
+    return 1 if problems else 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -250,17 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--size", default="default", choices=["small", "default", "full"], help="embedded benchmark size"
     )
+    _set_arg(
+        demo,
+        "a field of the trained MP-IQE arm, e.g. --set model.visual_depth=3 --set train.lr=0.01 (the zero-shot "
+        "baselines are made from it, so they share its backbone, data and splits)",
+    )
     _backbone_args(demo)
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="train and evaluate one RunConfig over its splits")
     train.add_argument("--config", help="a RunConfig file (YAML or JSON); default: the built-in defaults")
-    train.add_argument(
-        "--set",
-        action="append",
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field, e.g. --set model.visual_depth=3 --set train.epochs=10",
-    )
+    _set_arg(train, "a field, e.g. --set model.visual_depth=3 --set train.epochs=10")
     train.add_argument("--out", default="runs")
     train.add_argument("--splits", type=_positive, default=None, help="run only the first N splits")
     _backbone_args(train)
@@ -347,13 +387,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=cmd_sweep)
 
-    try:
-        from mmpiqa.data.commands import register
-    except ImportError:  # the data command arrives with the data package
-        pass
-    else:
-        register(sub)
+    _data_parser(sub)
     return parser
+
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
+    from mmpiqa.data.info import DATASETS
+
+    data = sub.add_parser("data", help="IQA datasets: list them, verify a download, print a data card")
+    commands = data.add_subparsers(dest="data_command", required=True, metavar="{list,verify,card}")
+
+    p = commands.add_parser(
+        "list", help="the datasets this version reads, with scale, licence and download page"
+    )
+    p.set_defaults(func=cmd_data_list)
+
+    p = commands.add_parser(
+        "verify", help="read a download and report counts, missing files, scores, distortions"
+    )
+    p.add_argument("name", choices=sorted(DATASETS), help="dataset name (see `mmpiqa data list`)")
+    p.add_argument("--root", type=Path, default=None, help="the unpacked download (or the meta CSV file)")
+    p.add_argument(
+        "--check-images",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode every image to find truncated/corrupt files (default: on; --no-check-images is quicker)",
+    )
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="accept missing/unreadable images: report them as skipped instead of failing",
+    )
+    meta = p.add_argument_group("metacsv options")
+    meta.add_argument("--csv", type=Path, default=None, help="the CSV, when --root is the image folder")
+    meta.add_argument(
+        "--image-root", type=Path, default=None, help="folder the CSV's image names are relative to"
+    )
+    meta.add_argument("--name-col", default=None, help="column with the image names")
+    meta.add_argument("--mos-col", default=None, help="column with the scores")
+    meta.add_argument("--mos-range", type=float, nargs=2, metavar=("LO", "HI"), help="published score range")
+    meta.add_argument("--lower-is-better", action="store_true", help="the score is a DMOS (it is flipped)")
+    p.set_defaults(func=cmd_data_verify)
+
+    p = commands.add_parser("card", help="print a dataset's data card (markdown)")
+    p.add_argument("name", choices=sorted(DATASETS), help="dataset name")
+    p.set_defaults(func=cmd_data_card)
+
+
+def _set_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--set SECTION.FIELD=VALUE` (repeatable), read by `RunConfig.with_overrides`."""
+    parser.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help=f"override {what}")
 
 
 def _pretrained(text: str) -> str:
@@ -393,7 +476,3 @@ def main(argv: list[str] | None = None) -> int:
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

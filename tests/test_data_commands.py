@@ -1,8 +1,6 @@
-"""`mmpiqa data list|verify|card` through an argparse parser built with `register`."""
+"""`mmpiqa data list|verify|card` through the command line's `main`."""
 
 from __future__ import annotations
-
-import argparse
 
 import pytest
 from fixtures_official import (
@@ -18,16 +16,13 @@ from fixtures_official import (
     truncate,
 )
 
+from mmpiqa.cli import main
 from mmpiqa.data import commands
 from mmpiqa.data.info import DATASETS
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="mmpiqa")
-    sub = parser.add_subparsers(dest="command", required=True)
-    assert commands.register(sub) is None
-    args = parser.parse_args(["data", *argv])
-    rc = args.func(args)
+    rc = main(["data", *argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -132,9 +127,7 @@ def test_verify_score_out_of_range_exits_2(capsys, tmp_path):
 
 
 def test_data_needs_a_sub_command(capsys):
-    parser = argparse.ArgumentParser(prog="mmpiqa")
-    commands.register(parser.add_subparsers(dest="command", required=True))
     with pytest.raises(SystemExit):
-        parser.parse_args(["data"])
+        main(["data"])
     with pytest.raises(SystemExit):
-        parser.parse_args(["data", "verify", "nope", "--root", "."])
+        main(["data", "verify", "nope", "--root", "."])

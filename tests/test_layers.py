@@ -29,7 +29,7 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts == ["mmpiqa"]:
         return "package"
-    first = parts[1]
+    first = "cli" if parts[1] == "__main__" else parts[1]  # `python -m mmpiqa` is the command line too
     if first in FOUNDATION:
         return "foundation"
     if first in MAY_IMPORT:

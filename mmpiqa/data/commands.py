@@ -1,14 +1,11 @@
-"""The `mmpiqa data` command: list the datasets, verify a download, print a data card.
+"""What `mmpiqa data` prints: the list of datasets, a download's verification report, a data card.
 
-Wired into the CLI with ``register(subparsers)``; each sub-command's ``func`` takes the argparse namespace and
-returns an exit code: 0 all good, 1 the download has problems, 2 it could not be read at all (the reason is
-printed without a traceback).
+Plain functions that return text; `mmpiqa.cli` parses the arguments and prints. A download that cannot be read
+at all raises its `InputError` (the command prints it without a traceback and exits 2).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
 from collections import Counter
 from dataclasses import replace
@@ -19,53 +16,15 @@ import pandas as pd
 
 from mmpiqa.data.info import DATASETS, DatasetInfo
 from mmpiqa.data.readers import read_dataset
-from mmpiqa.errors import InputError
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "data" / "cards"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data list|verify|card`` to the `mmpiqa` parser's sub-commands."""
-    data = subparsers.add_parser("data", help="IQA datasets: list them, verify a download, print a data card")
-    sub = data.add_subparsers(dest="data_command", required=True, metavar="{list,verify,card}")
-
-    p = sub.add_parser("list", help="the datasets this version reads, with scale, licence and download page")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("verify", help="read a download and report counts, missing files, scores, distortions")
-    p.add_argument("name", choices=sorted(DATASETS), help="dataset name (see `mmpiqa data list`)")
-    p.add_argument("--root", type=Path, default=None, help="the unpacked download (or the meta CSV file)")
-    p.add_argument(
-        "--check-images",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="decode every image to find truncated/corrupt files (default: on; --no-check-images is quicker)",
-    )
-    p.add_argument(
-        "--skip-unreadable",
-        action="store_true",
-        help="accept missing/unreadable images: report them as skipped instead of failing",
-    )
-    meta = p.add_argument_group("metacsv options")
-    meta.add_argument("--csv", type=Path, default=None, help="the CSV, when --root is the image folder")
-    meta.add_argument(
-        "--image-root", type=Path, default=None, help="folder the CSV's image names are relative to"
-    )
-    meta.add_argument("--name-col", default=None, help="column with the image names")
-    meta.add_argument("--mos-col", default=None, help="column with the scores")
-    meta.add_argument("--mos-range", type=float, nargs=2, metavar=("LO", "HI"), help="published score range")
-    meta.add_argument("--lower-is-better", action="store_true", help="the score is a DMOS (it is flipped)")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("card", help="print a dataset's data card (markdown)")
-    p.add_argument("name", choices=sorted(DATASETS), help="dataset name")
-    p.set_defaults(func=cmd_card)
 
 
 # ---------------------------------------------------------------------------------------------- list
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def list_text() -> str:
+    """The datasets this version reads, one row each: size, published scale, kind, split, licence, download."""
     rows = [("name", "images", "score (published)", "kind", "split", "licence", "download")]
     for info in DATASETS.values():
         rows.append(
@@ -79,11 +38,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 info.url,
             )
         )
-    print(_table(rows))
-    print(
-        "\n`mmpiqa data card NAME` prints a dataset's card; `mmpiqa data verify NAME --root PATH` checks a download."
+    return (
+        f"{_table(rows)}\n\n`mmpiqa data card NAME` prints a dataset's card; "
+        "`mmpiqa data verify NAME --root PATH` checks a download."
     )
-    return 0
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -104,35 +62,23 @@ def card_text(name: str) -> str:
     return DATASETS[name].card_markdown()
 
 
-def cmd_card(args: argparse.Namespace) -> int:
-    print(card_text(args.name), end="")
-    return 0
-
-
 # ---------------------------------------------------------------------------------------------- verify
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    info = DATASETS[args.name]
-    options = {}
-    if args.name == "metacsv":
-        options = dict(
-            csv=args.csv,
-            image_root=args.image_root,
-            name_col=args.name_col,
-            mos_col=args.mos_col,
-            mos_range=tuple(args.mos_range) if args.mos_range else None,
-            higher_is_better=not args.lower_is_better,
-        )
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = read_dataset(
-                args.name, args.root, skip_unreadable=True, check_images=args.check_images, **options
-            )
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def verify(
+    name: str,
+    root: str | Path | None,
+    *,
+    check_images: bool = True,
+    skip_unreadable: bool = False,
+    **reader_options,
+) -> tuple[str, list[str]]:
+    """Read a download of dataset `name` and report on it: the text (ending in its result line) and the
+    problems that make the verification fail. `reader_options` go to the reader (metacsv's columns and scale)."""
+    info = DATASETS[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_dataset(name, root, skip_unreadable=True, check_images=check_images, **reader_options)
     notes = [str(w.message) for w in caught if "skipped" not in str(w.message)]
     if "mos_range" in table.attrs:  # the scale the reader used (metacsv takes it from the caller)
         info = replace(
@@ -141,19 +87,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
             mos_kind=table.attrs["mos_kind"],
             higher_is_better=table.attrs["higher_is_better"],
         )
-    report, problems = verify_report(
-        table, info, check_images=args.check_images, skip_unreadable=args.skip_unreadable
-    )
-    print(report)
-    for n in notes:
-        print(f"note: {n}")
+    report, problems = verify_report(table, info, check_images=check_images, skip_unreadable=skip_unreadable)
+    lines = [report, *(f"note: {n}" for n in notes)]
     if problems:
-        print(f"result: {len(problems)} problem(s)")
-        for p in problems:
-            print(f"  - {p}")
-        return 1
-    print("result: OK")
-    return 0
+        lines.append(f"result: {len(problems)} problem(s)")
+        lines += [f"  - {p}" for p in problems]
+    else:
+        lines.append("result: OK")
+    return "\n".join(lines), problems
 
 
 def verify_report(

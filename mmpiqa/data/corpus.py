@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmpiqa.data.distortions import FAMILIES, Family, to_uint8
-from mmpiqa.labels import QUALITY_LEVELS
 
 Array = np.ndarray
 
@@ -242,8 +241,3 @@ def corpus_item(seed: int, index: int, size: int, versions: int = 4) -> CorpusIt
         quality=quality,
         group=family.group if family else "",
     )
-
-
-def quality_word(quality: int) -> str:
-    """The evaluation word of a quality index (the one the `levels` readout prompts with)."""
-    return QUALITY_LEVELS[quality]

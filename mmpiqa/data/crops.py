@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from mmpiqa.data.images import to_unit_float
 
-__all__ = ["KINDS", "CropPolicy", "crop", "crop_batch", "crop_positions", "ensure_min_size", "merge_crops"]
+__all__ = ["KINDS", "CropPolicy", "crop", "crop_positions", "ensure_min_size", "merge_crops"]
 
 KINDS: tuple[str, ...] = ("random", "center", "grid", "resize")
 
@@ -108,7 +108,9 @@ def crop(image: torch.Tensor, policy: CropPolicy, generator: torch.Generator | N
     uint8 image (0..255, `mmpiqa.data.images.load_image`) comes out as float32 in [0, 1]: it is cut first and
     only the crops are converted (converted first when it has to be resampled)."""
     if image.ndim != 3:
-        raise ValueError(f"crop expects one image shaped (C, H, W), got {tuple(image.shape)}; use crop_batch")
+        raise ValueError(
+            f"crop expects one image shaped (C, H, W), got {tuple(image.shape)}; crop each image of a batch"
+        )
     s = policy.size
     if policy.kind == "resize" or min(image.shape[-2:]) < s:
         image = to_unit_float(image)
@@ -118,15 +120,6 @@ def crop(image: torch.Tensor, policy: CropPolicy, generator: torch.Generator | N
         return out.clamp_(0.0, 1.0).to(image.dtype)
     positions = crop_positions(image.shape[-2], image.shape[-1], policy, generator)
     return to_unit_float(torch.stack([image[:, t : t + s, lf : lf + s] for t, lf in positions]))
-
-
-def crop_batch(
-    images: torch.Tensor, policy: CropPolicy, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Apply ``policy`` to each image of a batch (B, 3, H, W) independently; returns (B, n, 3, size, size)."""
-    if images.ndim != 4:
-        raise ValueError(f"crop_batch expects (B, C, H, W), got {tuple(images.shape)}")
-    return torch.stack([crop(img, policy, generator) for img in images])
 
 
 def merge_crops(scores: torch.Tensor, n: int) -> torch.Tensor:

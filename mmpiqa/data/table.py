@@ -10,7 +10,7 @@ import pandas as pd
 
 from mmpiqa.labels import DISTORTION_GROUPS, SCENE_CLASSES
 
-__all__ = ["COLUMNS", "DISTORTION_GROUPS", "SCENE_CLASSES", "empty_table", "validate_table"]
+__all__ = ["COLUMNS", "DISTORTION_GROUPS", "SCENE_CLASSES", "validate_table"]
 
 # column -> meaning (dtype). Kept as data so `validate_table` and the data cards share one source.
 COLUMNS: dict[str, str] = {
@@ -26,15 +26,6 @@ COLUMNS: dict[str, str] = {
     "scenes": "'|'-joined names from SCENE_CLASSES, '' when unknown (str)",
     "split": "the dataset's official split: 'train', 'val', 'test' or '' when it has none (str)",
 }
-
-
-def empty_table() -> pd.DataFrame:
-    """A table with every column and no rows."""
-    return pd.DataFrame({name: pd.Series(dtype=_dtype(name)) for name in COLUMNS})
-
-
-def _dtype(name: str) -> str:
-    return {"mos_raw": "float64", "mos": "float64", "dist_level": "int64"}.get(name, "object")
 
 
 def validate_table(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:

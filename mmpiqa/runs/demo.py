@@ -7,14 +7,16 @@ the same path, prints one table (`mmpiqa.workbook.plots.demo_figures` draws its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from mmpiqa.config import RunConfig
 from mmpiqa.model.backbone import OFFLINE_TAGS, offline_summary
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.runs.experiment import RunResult, load_table, results_table, run
+from mmpiqa.runs.variants import BackboneWeights, mpiqe_run, zero_shot_run
 
 
 @dataclass
@@ -30,30 +32,26 @@ def demo_configs(
     size: str = "default",
     splits: int = 1,
     train_fraction: float | None = 0.5,
+    overrides: Sequence[str] = (),
 ) -> list[RunConfig]:
     """The trained MP-IQE variant and the two zero-shot baselines, on the same data and splits.
 
     Sized to finish within five minutes on two CPU cores: half of each training part, three epochs, one centre
-    crop per test image (scoring every arm costs about as much as the training)."""
-    data = DataConfig(
-        dataset="embedded",
+    crop per test image (scoring every arm costs about as much as the training). `overrides` (``--set``
+    assignments such as ``model.visual_depth=3``) change the MP-IQE arm; the baselines are made from it, so they
+    keep its backbone, data and splits."""
+    mpiqe = mpiqe_run(
+        BackboneWeights(backbone, pretrained),
         size=size,
+        epochs=epochs,
+        batch_size=32,
         n_splits=max(splits, 1),
         train_fraction=train_fraction,
         test_crop="center",
     )
-    train = TrainConfig(epochs=epochs)
-    model = ModelConfig(backbone=backbone, pretrained=pretrained)
-    zero_shot = dict(text_depth=0, visual_depth=0)
-    return [
-        RunConfig(name="mpiqe", model=model, data=data, train=train),
-        RunConfig(
-            name="zero-shot-levels", model=model.replace(head="levels", **zero_shot), data=data, train=train
-        ),
-        RunConfig(
-            name="zero-shot-antonym", model=model.replace(head="antonym", **zero_shot), data=data, train=train
-        ),
-    ]
+    if overrides:
+        mpiqe = mpiqe.with_overrides(list(overrides))
+    return [mpiqe, zero_shot_run(mpiqe, "levels"), zero_shot_run(mpiqe, "antonym")]
 
 
 def banner(configs: list[RunConfig]) -> str:
@@ -88,9 +86,10 @@ def run_demo(
     size: str = "default",
     splits: int = 1,
     train_fraction: float | None = 0.5,
+    overrides: Sequence[str] = (),
     progress: bool = True,
 ) -> DemoResult:
-    configs = demo_configs(backbone, pretrained, epochs, size, splits, train_fraction)
+    configs = demo_configs(backbone, pretrained, epochs, size, splits, train_fraction, overrides)
     print(banner(configs), flush=True)
     table = load_table(configs[0].data, progress=progress)
     runs = [run(config, out, splits=splits, table=table, progress=progress) for config in configs]

@@ -5,14 +5,13 @@ The only layer that imports matplotlib, seaborn and ipywidgets. May import every
 `mmpiqa.cli` and the notebooks import it (tests/test_layers.py checks it).
 """
 
+from mmpiqa.runs.variants import mpiqe_run, zero_shot_run
 from mmpiqa.workbook.backbone_choice import (
     OFFLINE_BACKBONE,
     REAL_BACKBONE,
     Backbone,
     choose_backbone,
-    mpiqe_run,
     runs_dir,
-    zero_shot_run,
 )
 
 __all__ = [

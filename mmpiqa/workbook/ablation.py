@@ -35,7 +35,7 @@ from mmpiqa.config import RunConfig
 from mmpiqa.runs.experiment import load_table, run, run_folder
 from mmpiqa.runs.folder import RunFolder, read_json
 from mmpiqa.runs.sweep import Sweep
-from mmpiqa.workbook import Backbone, mpiqe_run
+from mmpiqa.runs.variants import BackboneWeights, mpiqe_run
 
 METRIC_NAMES = ("srcc", "plcc", "krcc", "plcc_logistic", "rmse")
 
@@ -59,43 +59,29 @@ __all__ = [
 
 
 def base_config(
-    backbone: Backbone,
+    backbone: BackboneWeights,
     *,
     dataset: str = "embedded",
-    root: str | None = None,
     size: str = "default",
-    epochs: int = 3,
     batch_size: int = 32,
     n_splits: int = 3,
-    split_seed: int = 0,
-    train_fraction: float | None = None,
-    train_crops: int = 4,
-    test_crop: str = "grid",
-    device: str = "auto",
-    num_workers: int = 0,
-    **model_changes: Any,
+    **options: Any,
 ) -> RunConfig:
-    """The MP-IQE run of `mmpiqa.workbook.backbone_choice.mpiqe_run` with the data knobs an ablation turns down on a CPU.
+    """The MP-IQE run (`mmpiqa.runs.variants.mpiqe_run`) with an ablation's defaults: the 'default' embedded
+    benchmark, batches of 32 and three splits; `options` are mpiqe_run's other data and training knobs and
+    the model fields of an arm.
 
     `n_splits` is part of the config (and so of the run folder's key): asking for more splits makes a new
     folder instead of silently reusing one that holds fewer. `size` only means something for the embedded
     benchmark; for other datasets it is left at its default so it cannot change the key. `device` and
     `num_workers` (DataLoader workers) are not part of the key."""
-    config = mpiqe_run(
+    return mpiqe_run(
         backbone,
         dataset=dataset,
-        root=root,
         size=size if dataset == "embedded" else "default",
-        epochs=epochs,
         batch_size=batch_size,
         n_splits=n_splits,
-        train_fraction=train_fraction,
-        device=device,
-        **model_changes,
-    )
-    return config.replace(
-        data=config.data.replace(split_seed=split_seed, train_crops=train_crops, test_crop=test_crop),
-        train=config.train.replace(num_workers=num_workers),
+        **options,
     )
 
 

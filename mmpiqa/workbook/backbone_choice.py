@@ -1,8 +1,8 @@
-"""What the notebooks share: the backbone choice, the banner, where runs live, the standard run configs.
+"""What the notebooks share: the backbone choice, the banner, where runs live.
 
 Chapters share results through run folders, never kernel state: each chapter asks for the same RunConfig (built
-here) and `mmpiqa.runs.experiment.run` trains it only if its folder is not complete yet ("load if present, else
-train"), so every chapter runs alone from a fresh kernel.
+by `mmpiqa.runs.variants`) and `mmpiqa.runs.experiment.run` trains it only if its folder is not complete yet
+("load if present, else train"), so every chapter runs alone from a fresh kernel.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.model.backbone import OFFLINE_CONFIGS, OFFLINE_TAGS, cached_weights, hub_offline, offline_summary
+from mmpiqa.runs.variants import BackboneWeights
 
 REAL_BACKBONE = ("ViT-B-16", "openai")  # what backbone="auto" uses when its weights can be had
 OFFLINE_BACKBONE = ("tiny", "synthetic")  # the teaching CLIP mmpiqa pretrained itself (never random weights)
 
 
 @dataclass(frozen=True)
-class Backbone:
-    name: str
-    pretrained: str | None
+class Backbone(BackboneWeights):
+    """The backbone a notebook runs on and why it was chosen (`choose_backbone`), with its banner."""
+
     reason: str
 
     @property
@@ -85,37 +85,3 @@ def runs_dir(path: str | Path = "../runs/workbook") -> Path:
     folder = Path(path).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def mpiqe_run(
-    backbone: Backbone,
-    *,
-    dataset: str = "embedded",
-    root: str | None = None,
-    size: str = "small",
-    epochs: int = 3,
-    batch_size: int = 16,
-    n_splits: int = 1,
-    train_fraction: float | None = None,
-    device: str = "auto",
-    **model_changes,
-) -> RunConfig:
-    """The MP-IQE variant every chapter refers to (deep visual prompts + dual text branch + xattn readout);
-    `model_changes` make the ablation arms (e.g. visual_depth=0, branches=('quality',), head='levels').
-
-    The defaults are chapter 03's CPU smoke run (the embedded 'small' size keeps a chapter under two minutes on
-    two cores); chapters 06 and 07 reuse its run folder by asking for the same config."""
-    model = ModelConfig(backbone=backbone.name, pretrained=backbone.pretrained, **model_changes)
-    # 1.0 and None both mean "all of the training part": one spelling, so every chapter finds the same run folder
-    fraction = None if train_fraction is None or train_fraction >= 1.0 else train_fraction
-    data = DataConfig(
-        dataset=dataset, root=root or None, size=size, n_splits=n_splits, train_fraction=fraction
-    )
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, device=device)
-    return RunConfig(name="mpiqe", model=model, data=data, train=train)
-
-
-def zero_shot_run(run: RunConfig, head: str = "levels") -> RunConfig:
-    """The hand-written-prompt baseline on the same data and splits as `run`."""
-    model = run.model.replace(head=head, text_depth=0, visual_depth=0)
-    return run.replace(name=f"zero-shot-{head}", model=model)

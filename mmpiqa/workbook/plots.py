@@ -56,20 +56,6 @@ def metric_bars(table: pd.DataFrame, metric: str = "srcc", *, label: str = "run"
     return ax
 
 
-def training_curves(history: Sequence[dict], *, axes=None):
-    """Training loss and validation SRCC per epoch."""
-    frame = pd.DataFrame(history)
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    if frame.empty:
-        return axes
-    axes[0].plot(frame["epoch"], frame["train_loss"], marker="o")
-    axes[0].set(xlabel="epoch", ylabel="training loss")
-    axes[1].plot(frame["epoch"], frame["val_srcc"], marker="o", color="C1")
-    axes[1].set(xlabel="epoch", ylabel="validation SRCC")
-    return axes
-
-
 def demo_figures(runs: list[RunResult], folder: str | Path) -> list[Path]:
     """The demo's figures: predicted vs MOS per run (first split) and the SRCC bars; returns their paths."""
     set_theme()

@@ -1,0 +1,165 @@
+"""One MP-IQE factory and one zero-shot recipe, and the configs they make are the ones the demo, the ablation
+chapters and the other chapters made before they shared them: run folders are keyed by the config, so a changed
+field would silently retrain every complete run on disk.
+
+Each expected config below is spelled out the way its caller built it before `mmpiqa.runs.variants` existed.
+"""
+
+import pytest
+
+from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.runs.demo import demo_configs
+from mmpiqa.workbook import Backbone, ablation, mpiqe_run, zero_shot_run
+
+TEACHING = Backbone("tiny", "synthetic", "test")
+REAL = Backbone("ViT-B-16", "openai", "test")
+
+
+def _zero_shot(config: RunConfig, head: str) -> RunConfig:
+    model = config.model.replace(head=head, text_depth=0, visual_depth=0)
+    return RunConfig(name=f"zero-shot-{head}", model=model, data=config.data, train=config.train)
+
+
+def _demo(backbone, pretrained, epochs, size, n_splits, train_fraction) -> list[RunConfig]:
+    data = DataConfig(
+        dataset="embedded", size=size, n_splits=n_splits, train_fraction=train_fraction, test_crop="center"
+    )
+    mpiqe = RunConfig(
+        name="mpiqe",
+        model=ModelConfig(backbone=backbone, pretrained=pretrained),
+        data=data,
+        train=TrainConfig(epochs=epochs),
+    )
+    return [mpiqe, _zero_shot(mpiqe, "levels"), _zero_shot(mpiqe, "antonym")]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: demo_configs(), _demo("tiny", "synthetic", 3, "default", 1, 0.5)),  # `mmpiqa demo`
+        (lambda: demo_configs("tiny", None, size="small"), _demo("tiny", None, 3, "small", 1, 0.5)),
+        (
+            lambda: demo_configs("ViT-B-16", "openai", 1, "small", 3, None),
+            _demo("ViT-B-16", "openai", 1, "small", 3, None),
+        ),
+        (lambda: demo_configs(splits=0), _demo("tiny", "synthetic", 3, "default", 1, 0.5)),
+    ],
+    ids=["demo-default", "demo-random-small", "demo-real", "demo-no-splits"],
+)
+def test_the_demo_runs_the_configs_it_ran_before(call, expected):
+    assert [c.to_dict() for c in call()] == [c.to_dict() for c in expected]
+
+
+def _chapter(
+    backbone,
+    *,
+    dataset="embedded",
+    root=None,
+    size="small",
+    epochs=3,
+    batch_size=16,
+    n_splits=1,
+    train_fraction=None,
+    device="auto",
+    **model,
+) -> RunConfig:
+    return RunConfig(
+        name="mpiqe",
+        model=ModelConfig(backbone=backbone.name, pretrained=backbone.pretrained, **model),
+        data=DataConfig(
+            dataset=dataset, root=root, size=size, n_splits=n_splits, train_fraction=train_fraction
+        ),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, device=device),
+    )
+
+
+def _ablation(
+    backbone,
+    *,
+    dataset="embedded",
+    size="default",
+    batch_size=32,
+    n_splits=3,
+    split_seed=0,
+    train_crops=4,
+    test_crop="grid",
+    num_workers=0,
+    **rest,
+) -> RunConfig:
+    config = _chapter(
+        backbone,
+        dataset=dataset,
+        size=size if dataset == "embedded" else "default",
+        batch_size=batch_size,
+        n_splits=n_splits,
+        **rest,
+    )
+    data = config.data.replace(split_seed=split_seed, train_crops=train_crops, test_crop=test_crop)
+    return config.replace(data=data, train=config.train.replace(num_workers=num_workers))
+
+
+CHAPTER_04 = dict(
+    dataset="embedded",
+    size="small",
+    epochs=1,
+    batch_size=16,
+    n_splits=3,
+    split_seed=2,
+    train_crops=2,
+    test_crop="center",
+    device="cpu",
+    num_workers=2,
+)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: mpiqe_run(TEACHING), _chapter(TEACHING)),  # chapter 03's smoke run, reused by 06 and 07
+        (lambda: mpiqe_run(TEACHING, train_fraction=1.0), _chapter(TEACHING)),  # one spelling of "all"
+        (
+            lambda: mpiqe_run(
+                REAL, dataset="kadid10k", root="/d", epochs=20, n_splits=10, train_fraction=0.5
+            ),
+            _chapter(REAL, dataset="kadid10k", root="/d", epochs=20, n_splits=10, train_fraction=0.5),
+        ),
+        (
+            lambda: mpiqe_run(TEACHING, visual_depth=3, head="levels"),
+            _chapter(TEACHING, visual_depth=3, head="levels"),
+        ),
+        (lambda: zero_shot_run(mpiqe_run(REAL)), _zero_shot(_chapter(REAL), "levels")),
+        (lambda: ablation.base_config(TEACHING), _ablation(TEACHING)),
+        (lambda: ablation.base_config(TEACHING, visual_depth=-1), _ablation(TEACHING, visual_depth=-1)),
+        (lambda: ablation.base_config(TEACHING, **CHAPTER_04), _ablation(TEACHING, **CHAPTER_04)),
+        (
+            lambda: ablation.base_config(
+                REAL, dataset="kadid10k", root="/d", size="small", train_fraction=0.25
+            ),
+            _ablation(REAL, dataset="kadid10k", root="/d", train_fraction=0.25),
+        ),
+        (lambda: zero_shot_run(ablation.base_config(TEACHING)), _zero_shot(_ablation(TEACHING), "levels")),
+    ],
+    ids=[
+        "03",
+        "03-all",
+        "06-kadid",
+        "arm",
+        "zero-shot",
+        "ablation",
+        "ablation-arm",
+        "04",
+        "ablation-kadid",
+        "ablation-zero-shot",
+    ],
+)
+def test_the_chapters_run_the_configs_they_ran_before(call, expected):
+    assert call().to_dict() == expected.to_dict()
+
+
+def test_demo_overrides_change_the_trained_arm_and_the_baselines_follow_its_data():
+    mpiqe, levels, antonym = demo_configs(
+        size="small", overrides=["model.visual_depth=3", "data.n_splits=2", "train.lr=0.01"]
+    )
+    assert (mpiqe.model.visual_depth, mpiqe.data.n_splits, mpiqe.train.lr) == (3, 2, 0.01)
+    for baseline, head in ((levels, "levels"), (antonym, "antonym")):
+        assert baseline.to_dict() == _zero_shot(mpiqe, head).to_dict()
