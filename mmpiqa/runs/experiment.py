@@ -40,7 +40,7 @@ from mmpiqa.train.trainer import (
     Trainer,
     barrier,
     init_distributed,
-    predict,
+    predict_scores,
     resolve_device,
     seed_everything,
     world_info,
@@ -278,7 +278,7 @@ def _run_split(config, table, split, index, folder: Path, device, log, progress,
         log(f"split {index}: nothing to learn (zero-shot); evaluating the hand-written prompts")
     evaluation = {}
     for part in ("val", "test"):
-        pred = predict(
+        pred = predict_scores(
             model,
             parts[part],
             batch_size=config.train.batch_size * 2,
@@ -361,7 +361,7 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             distortion_classes=model.config.distortions,
             cache_mb=0,  # each image is read once
         )
-        pred = predict(
+        pred = predict_scores(
             model,
             dataset,
             batch_size=config.train.batch_size * 2,
