@@ -5,7 +5,7 @@ Three rates on the same images, same model (deep visual prompts, xattn head), sa
 * model only: `model(crops, text_features=...)` on crops already in memory (the `infer` item's measurement);
 * data only: the evaluation DataLoader (decode, crops, collation, its workers) without the model, which is
   the decode-bound rate the model cannot exceed;
-* end to end: `mmpiqa.train.trainer.predict` over an `IQADataset` of the files, exactly what `mmpiqa eval` runs.
+* end to end: `mmpiqa.train.trainer.predict_scores` over an `IQADataset` of the files, exactly what `mmpiqa eval` runs.
 
 The files are 500 x 500 JPEGs (quality 20-95) cut from scikit-image's sample photos, written to a temporary
 folder (so they come from the page cache, as a dataset read a second time does).
@@ -55,7 +55,7 @@ def run(bench) -> None:
     from mmpiqa.data.dataset import IQADataset
     from mmpiqa.data.readers import read_dataset
     from mmpiqa.train.heap import keep_freed_memory
-    from mmpiqa.train.trainer import _batches, predict
+    from mmpiqa.train.trainer import _batches, predict_scores
 
     keep_freed_memory()  # as `predict` does: the model-only rate is measured with the same allocator settings
 
@@ -82,7 +82,7 @@ def run(bench) -> None:
 
         def end_to_end() -> None:
             with bench.autocast():
-                predict(model, dataset, batch_size=batch, device=bench.device, workers=workers)
+                predict_scores(model, dataset, batch_size=batch, device=bench.device, workers=workers)
 
         images = {model_only: n_files // batch * batch, data_only: n_files, end_to_end: n_files}
         rates = {}

@@ -100,9 +100,9 @@ class Bench:
         print(f"  {item:<6} {case:<44} {value:<34} {ratio:<18} {target:<10} {load}", flush=True)
 
     def autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        from mmpiqa.train.trainer import autocast
+
+        return autocast(self.device)
 
     def backbone(self, name: str) -> tuple:
         from mmpiqa.model.backbone import load_backbone, tokenizer_for
@@ -130,41 +130,18 @@ class Bench:
         return torch.rand(n, 3, size, size, generator=generator).to(self.device)
 
     def train_step(self, model, batch: int):
-        """One optimisation step as the Trainer takes it: forward, loss, backward, clip, AdamW."""
-        from mmpiqa.labels import DISTORTION_GROUPS, SCENE_CLASSES
-        from mmpiqa.train.losses import LossWeights, total_loss
+        """The Trainer's own training step (`Trainer.step`: forward, loss, backward, clip, AdamW) on `batch`
+        random images, already on the device."""
+        from torch.utils.data import default_collate
 
-        params = model.trainable_parameters()
-        optimizer = torch.optim.AdamW(params, lr=1e-4)
-        images = self.images(batch, model.image_size)
-        generator = torch.Generator().manual_seed(batch)
-        targets = {
-            "mos": torch.rand(batch, generator=generator).to(self.device),
-            "dataset_id": torch.zeros(batch, dtype=torch.long, device=self.device),
-            "scene": torch.eye(len(SCENE_CLASSES))[torch.randint(9, (batch,), generator=generator)].to(
-                self.device
-            ),
-            "dist": torch.randint(len(DISTORTION_GROUPS), (batch,), generator=generator).to(self.device),
-        }
-        weights = LossWeights(quality=1.0, scene=0.1, distortion=0.1)
-        model.train()
+        from mmpiqa.config import TrainConfig
+        from mmpiqa.train.trainer import Trainer
 
-        def step() -> None:
-            with self.autocast():
-                out = model(images)
-            loss, _ = total_loss(
-                out.score.float(),
-                out.logits["scene"].float(),
-                out.logits["distortion"].float(),
-                targets,
-                weights,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-
-        return step
+        items = _RandomIQA(batch, crops=1, size=model.image_size)
+        trainer = Trainer(model, TrainConfig(lr=1e-4), items, items, progress=False)
+        labelled = default_collate([items[i] for i in range(batch)])
+        labelled["image"] = labelled["image"].to(self.device)
+        return lambda: trainer.step(labelled)
 
     # --- items --------------------------------------------------------------------------------------------
     def gemm(self) -> None:

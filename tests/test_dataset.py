@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader
 from mmpiqa.data.crops import CropPolicy
 from mmpiqa.data.dataset import IQADataset, collate
 from mmpiqa.data.table import DISTORTION_GROUPS, SCENE_CLASSES
+from mmpiqa.labels import BATCH_KEYS
+from mmpiqa.train.losses import LossWeights, distortion_loss, fidelity_loss, scene_loss, total_loss
 
 
 @pytest.fixture
@@ -122,3 +124,18 @@ def test_dataloader_default_collate(table):
     assert batch["name"] == ["img0.png", "img1.png", "img2.png", "img3.png"]
     again = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
     assert torch.equal(again["image"], batch["image"])
+
+
+def test_a_batch_carries_every_label_the_training_loss_reads(table):
+    """The dataset writes its labels under `BATCH_KEYS`, so a batch goes to `total_loss` as it comes."""
+    batch = next(iter(DataLoader(IQADataset(table, policy=CropPolicy("center", 16)), batch_size=6)))
+    assert set(BATCH_KEYS.values()) <= set(batch)
+    score, scene, dist = (
+        torch.randn(6),
+        torch.randn(6, len(SCENE_CLASSES)),
+        torch.randn(6, len(DISTORTION_GROUPS)),
+    )
+    _, parts = total_loss(score, scene, dist, batch, LossWeights())
+    assert parts["quality"] == pytest.approx(fidelity_loss(score, batch["mos"], batch["dataset"]).item())
+    assert parts["scene"] == pytest.approx(scene_loss(scene, batch["scenes"]).item())
+    assert parts["distortion"] == pytest.approx(distortion_loss(dist, batch["distortion"]).item())

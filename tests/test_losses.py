@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmpiqa.labels import BATCH_KEYS
 from mmpiqa.train import losses as L
 
 EPS = 1e-8
@@ -190,10 +191,10 @@ def test_scene_loss_softmax_by_hand_and_unknown_rows():
 def _batch(n=6):
     g = torch.Generator().manual_seed(0)
     return {
-        L.BATCH_KEYS["mos"]: torch.rand(n, generator=g),
-        L.BATCH_KEYS["group"]: torch.tensor([0, 0, 0, 1, 1, 1])[:n],
-        L.BATCH_KEYS["scene"]: torch.eye(4)[torch.arange(n) % 4],
-        L.BATCH_KEYS["distortion"]: torch.tensor([0, 1, -1, 2, 2, -1])[:n],
+        BATCH_KEYS["mos"]: torch.rand(n, generator=g),
+        BATCH_KEYS["group"]: torch.tensor([0, 0, 0, 1, 1, 1])[:n],
+        BATCH_KEYS["scene"]: torch.eye(4)[torch.arange(n) % 4],
+        BATCH_KEYS["distortion"]: torch.tensor([0, 1, -1, 2, 2, -1])[:n],
     }
 
 
@@ -204,9 +205,9 @@ def test_total_loss_is_the_weighted_sum_and_all_branches_get_gradients():
     dist = torch.randn(6, 3, requires_grad=True)
     weights = {"quality": 1.0, "scene": 0.5, "distortion": 0.25, "quality_loss": "fidelity"}
     loss, parts = L.total_loss(score, scene, dist, batch, weights)
-    q = L.fidelity_loss(score, batch["mos"], batch["dataset_id"])
-    sc = L.scene_loss(scene, batch["scene"])
-    d = L.distortion_loss(dist, batch["dist"])
+    q = L.fidelity_loss(score, batch["mos"], batch[BATCH_KEYS["group"]])
+    sc = L.scene_loss(scene, batch[BATCH_KEYS["scene"]])
+    d = L.distortion_loss(dist, batch[BATCH_KEYS["distortion"]])
     assert loss.item() == pytest.approx((q + 0.5 * sc + 0.25 * d).item(), abs=1e-6)
     assert set(parts) == {"quality", "scene", "distortion", "total"}
     assert parts["quality"] == pytest.approx(q.item()) and parts["total"] == pytest.approx(loss.item())
@@ -218,7 +219,7 @@ def test_total_loss_is_the_weighted_sum_and_all_branches_get_gradients():
 
 def test_total_loss_skips_missing_branches_and_zero_weights():
     batch = _batch()
-    batch.pop("scene")  # not needed: the scene branch is absent
+    batch.pop(BATCH_KEYS["scene"])  # not needed: the scene branch is absent
     score = torch.randn(6, 1, requires_grad=True)
     _, parts = L.total_loss(score, None, torch.randn(6, 3), batch, SimpleNamespace(quality_loss="l1"))
     assert set(parts) == {"quality", "distortion", "total"}
@@ -226,7 +227,9 @@ def test_total_loss_skips_missing_branches_and_zero_weights():
     _, parts = L.total_loss(score, None, torch.randn(6, 3), batch, L.LossWeights(distortion=0.0))
     assert set(parts) == {"quality", "total"}
     _, parts = L.total_loss(score, None, None, batch, None)  # default weights
-    assert parts["quality"] == pytest.approx(L.fidelity_loss(score, batch["mos"], batch["dataset_id"]).item())
+    assert parts["quality"] == pytest.approx(
+        L.fidelity_loss(score, batch["mos"], batch[BATCH_KEYS["group"]]).item()
+    )
 
 
 def test_total_loss_errors():
@@ -238,6 +241,6 @@ def test_total_loss_errors():
         L.total_loss(score, None, None, batch, {"qualty": 1.0})
     with pytest.raises(ValueError, match="unknown quality loss"):
         L.total_loss(score, None, None, batch, {"quality_loss": "huber"})
-    no_scene = {k: v for k, v in batch.items() if k != "scene"}
+    no_scene = {k: v for k, v in batch.items() if k != BATCH_KEYS["scene"]}
     with pytest.raises(KeyError, match="scene"):
         L.total_loss(score, torch.randn(6, 4), None, no_scene, {})

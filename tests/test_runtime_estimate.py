@@ -6,6 +6,7 @@ import pytest
 
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.runs.experiment import load_table
+from mmpiqa.train.trainer import Trainer
 from mmpiqa.workbook import zero_shot_run
 from mmpiqa.workbook.runtime_estimate import RuntimeEstimate, estimate_runtime, project
 
@@ -58,6 +59,21 @@ def test_a_frozen_image_tower_pays_for_the_feature_cache(table):
     assert est.trains and est.cache
     assert est.cache_s == pytest.approx(2 * 75 * 2 * est.eval_crop_s)
     assert est.total_s == pytest.approx(est.train_s + est.cache_s + est.eval_s)
+
+
+@pytest.mark.parametrize("visual_depth", [0, 1])
+def test_the_dry_step_is_the_trainers_own(table, monkeypatch, visual_depth):
+    """`Trainer.step` is what is timed (warm-up and timed steps), from the feature cache when the run has one."""
+    calls = []
+    step = Trainer.step
+
+    def counted(trainer, batch, epoch=0):
+        calls.append(trainer.cache is not None)
+        return step(trainer, batch, epoch)
+
+    monkeypatch.setattr(Trainer, "step", counted)
+    est = estimate_runtime(_config(visual_depth=visual_depth), table, steps=2, warmup=1)
+    assert calls == [est.cache] * 3 and est.cache == (visual_depth == 0)
 
 
 def test_the_estimate_is_plain_arithmetic():

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from mmpiqa import ModelConfig, build_model
 from mmpiqa.config import DataConfig, TrainConfig
@@ -63,6 +64,28 @@ def test_resume_ends_with_exactly_the_uninterrupted_result(small_table, tmp_path
     assert resumed.history == full.history
     for key, value in model_a.learned_state_dict().items():
         assert torch.equal(value, model_c.learned_state_dict()[key]), key
+
+
+def test_fit_takes_every_step_through_trainer_step(small_table, tmp_path, monkeypatch):
+    _model, trainer = _setup(small_table, MICRO, FAST.replace(epochs=2), tmp_path)
+    epochs, step = [], trainer.step
+    monkeypatch.setattr(trainer, "step", lambda batch, epoch: epochs.append(epoch) or step(batch, epoch))
+    result = trainer.fit()
+    assert epochs == [0] * trainer.steps_per_epoch + [1] * trainer.steps_per_epoch
+    assert [row["train_steps"] for row in result.history] == [trainer.steps_per_epoch] * 2
+
+
+def test_a_step_needs_no_folder_and_moves_only_the_learned_parameters(small_table):
+    model, trainer = _setup(small_table, MICRO, FAST, None)
+    batch = default_collate([trainer.train_set[i] for i in range(4)])
+    learned = {k: v.clone() for k, v in model.learned_state_dict().items()}
+    frozen = {k: v.clone() for k, v in model.clip.state_dict().items()}
+    parts = trainer.step(batch)
+    assert set(parts) == {"quality", "scene", "distortion", "total"}
+    assert any(not torch.equal(learned[k], v) for k, v in model.learned_state_dict().items())
+    assert all(torch.equal(frozen[k], v) for k, v in model.clip.state_dict().items())
+    with pytest.raises(ValueError, match="out_dir"):
+        trainer.fit()
 
 
 def test_feature_cache_gives_the_same_training_as_the_image_tower(small_table, tmp_path):

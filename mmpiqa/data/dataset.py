@@ -13,7 +13,8 @@ key            shape / dtype           meaning
 ``scenes``     (len(scene_classes),)   multi-hot float32 over ``scene_classes``; all zeros when unknown
 =============  ======================  =============================================================================
 
-plus ``name`` (a str; the collate makes it a list).
+plus ``name`` (a str; the collate makes it a list). The label keys (``mos``, ``dataset``, ``distortion``,
+``scenes``) are `mmpiqa.labels.BATCH_KEYS`, the keys the training loss reads.
 
 Random crops are deterministic: item ``i`` in epoch ``e`` draws from a generator seeded with (seed, epoch, i), so
 the crops do not depend on worker count, batch order or how many items were read before. Call ``set_epoch`` (or
@@ -41,6 +42,7 @@ from torch.utils.data import Dataset, default_collate
 from mmpiqa.data.crops import CropPolicy, crop
 from mmpiqa.data.images import load_image, to_unit_float
 from mmpiqa.data.table import DISTORTION_GROUPS, SCENE_CLASSES
+from mmpiqa.labels import BATCH_KEYS
 
 __all__ = ["IQADataset", "collate"]
 
@@ -157,11 +159,11 @@ class IQADataset(Dataset):
         gen = None if self.policy.deterministic else self.generator(index)
         return {
             "image": crop(self._decoded(index), self.policy, gen),
-            "mos": self.mos[index],
+            BATCH_KEYS["mos"]: self.mos[index],  # the labels under the keys the training loss reads
             "index": torch.tensor(index, dtype=torch.int64),
-            "dataset": self.dataset_index[index],
-            "distortion": self.distortion[index],
-            "scenes": self.scenes[index],
+            BATCH_KEYS["group"]: self.dataset_index[index],
+            BATCH_KEYS["distortion"]: self.distortion[index],
+            BATCH_KEYS["scene"]: self.scenes[index],
             "name": self.names[index],
         }
 

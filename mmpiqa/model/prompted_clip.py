@@ -255,10 +255,18 @@ class PromptedCLIP(nn.Module):
         return "; ".join(parts)
 
 
-def build_model(config: ModelConfig | None = None, device: str | torch.device = "cpu") -> PromptedCLIP:
-    """A PromptedCLIP for `config` (default: the MP-IQE variant on the offline tiny backbone)."""
+def build_model(
+    config: ModelConfig | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    backbone: tuple[nn.Module, BackboneIdentity] | None = None,
+) -> PromptedCLIP:
+    """A PromptedCLIP for `config` (default: the MP-IQE variant on the offline tiny backbone).
+
+    `backbone`: the `load_backbone` result for this config to build around instead of loading it again (several
+    models sharing one frozen backbone)."""
     config = config or ModelConfig()
-    clip, identity = load_backbone(
+    clip, identity = backbone or load_backbone(
         config.backbone, config.pretrained, seed=config.backbone_seed, device=device
     )
     # Prompts drawn from their own seeded stream, so the same config gives the same initial prompts.

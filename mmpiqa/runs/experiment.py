@@ -35,7 +35,7 @@ from mmpiqa.train.trainer import (
     Trainer,
     barrier,
     init_distributed,
-    predict,
+    predict_scores,
     resolve_device,
     seed_everything,
     world_info,
@@ -192,7 +192,7 @@ class PromptTraining(SplitFitter):
         else:
             log(f"{folder.path.name}: nothing to learn (zero-shot); evaluating the hand-written prompts")
         predictions = {
-            part: predict(
+            part: predict_scores(
                 model,
                 parts[part],
                 batch_size=config.train.batch_size * 2,
@@ -421,7 +421,7 @@ def evaluate_run(folder: str | Path, data: DataConfig, progress: bool = True) ->
             distortion_classes=model.config.distortions,
             cache_mb=0,  # each image is read once
         )
-        pred = predict(
+        pred = predict_scores(
             model,
             dataset,
             batch_size=config.train.batch_size * 2,

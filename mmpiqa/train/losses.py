@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mmpiqa.labels import BATCH_KEYS
+
 __all__ = [
-    "BATCH_KEYS",
     "QUALITY_LOSSES",
     "LossWeights",
     "QualityLoss",
@@ -226,14 +227,6 @@ def distortion_loss(logits: torch.Tensor, target: Any, ignore_index: int = -1) -
 
 # ---------------------------------------------------------------------------------------------------- total
 
-BATCH_KEYS: dict[str, str] = {
-    "mos": "mos",  # (N,) float, normalised MOS (higher = better)
-    "group": "dataset_id",  # (N,) int dataset id, or a list of dataset names; optional
-    "scene": "scene",  # (N, n_scene) multi-hot float/int; all-zero row = unknown
-    "distortion": "dist",  # (N,) long distortion-group index, -1 = unknown
-}
-"""Where ``total_loss`` finds each label in a batch dict."""
-
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -270,7 +263,8 @@ def total_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the quality, scene and distortion losses for one batch.
 
-    ``batch`` is a mapping read through ``BATCH_KEYS`` (``mos``, optional ``dataset_id``, ``scene``, ``dist``).
+    ``batch`` is a mapping read through `mmpiqa.labels.BATCH_KEYS` (``mos``, optional ``dataset``, ``scenes``,
+    ``distortion``: a batch of dataset items as it comes).
     A branch is skipped when its output is None or its weight is 0; a branch that is present but whose labels
     are missing from the batch is an error (silently not training a branch would be worse).
     Returns ``(loss, parts)`` where ``parts`` maps each computed branch to its *unweighted* value and ``total`` to

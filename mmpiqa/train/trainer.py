@@ -97,16 +97,6 @@ def _batches(
     )
 
 
-def _targets(batch: dict, device: torch.device) -> dict:
-    """The label fields `total_loss` reads, on the device."""
-    return {
-        "mos": batch["mos"].to(device, torch.float32),
-        "dataset_id": batch["dataset"].to(device),
-        "scene": batch["scenes"].to(device),
-        "dist": batch["distortion"].to(device),
-    }
-
-
 class FrozenFeatures:
     """Image features of every (image, crop) of a dataset, computed once: valid while the image tower is frozen.
 
@@ -123,7 +113,7 @@ class FrozenFeatures:
         desc: str = "caching image features",
     ) -> None:
         pooled, tokens = [], []
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), autocast(device):
             for batch in tqdm(
                 _batches(dataset, batch_size, shuffle_seed=None, workers=0), desc=desc, leave=False
             ):
@@ -142,14 +132,15 @@ class FrozenFeatures:
         return pooled, tokens
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (training, evaluation and every measurement of them); off elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
 
 @torch.no_grad()
-def predict(
+def predict_scores(
     model: PromptedCLIP,
     dataset: Dataset,
     *,
@@ -172,7 +163,7 @@ def predict(
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         images = batch["image"].to(device)
         b, n = images.shape[:2]
-        with _autocast(device):
+        with autocast(device):
             result = model(images.flatten(0, 1), text_features=text)
         out["score"].append(result.score.view(b, n).mean(1).cpu())
         out["mos"].append(batch["mos"].float())
@@ -195,7 +186,10 @@ class TrainResult:
 class Trainer:
     """Fit one model on one split. `out_dir` receives `prompts.safetensors` (best on val) and `last.safetensors`.
 
-    `train_set` items carry a pool of crops (image: (n_pool, 3, S, S)); `val_set` items the evaluation crops.
+    `train_set` items carry a pool of crops (image: (n_pool, 3, S, S)) and the labels under their keys in
+    `mmpiqa.labels.BATCH_KEYS`; `val_set` items the evaluation crops. `fit` runs the loop; `step` is one
+    training step of it, the one the runtime projection and the tower measurements time (they need no
+    `out_dir`: only `fit` writes).
     """
 
     def __init__(
@@ -204,7 +198,7 @@ class Trainer:
         config: TrainConfig,
         train_set: Dataset,
         val_set: Dataset,
-        out_dir: str | Path,
+        out_dir: str | Path | None = None,
         *,
         log: Callable[[str], None] = print,
         progress: bool = True,
@@ -212,7 +206,7 @@ class Trainer:
     ) -> None:
         self.model, self.config = model, config
         self.train_set, self.val_set = train_set, val_set
-        self.out_dir = Path(out_dir)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.log, self.progress, self.on_epoch = log, progress, on_epoch
         self.device = next(model.parameters()).device
         keep_freed_memory()
@@ -273,14 +267,16 @@ class Trainer:
     # --- loop -------------------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
         cfg = self.config
+        if self.out_dir is None:
+            raise ValueError("Trainer.fit needs an out_dir: it writes the checkpoints there")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start, history, best = 0, [], {"epoch": -1, "srcc": -math.inf}
         if resume and (self.out_dir / STATE_FILE).is_file():
             last, history, best = self._load_state()
             start = last + 1
             self.log(f"resumed from {self.out_dir / STATE_FILE} after epoch {last + 1}/{cfg.epochs}")
-        if self.model.image_tower_frozen and cfg.feature_cache and start < cfg.epochs:
-            self.cache = FrozenFeatures(self.model, self.train_set, cfg.batch_size * 2, self.device)
+        if start < cfg.epochs:
+            self.cache_features()
         for epoch in range(start, cfg.epochs):
             train_stats = self._train_epoch(epoch)
             val = metrics.evaluate(*self._val_predictions())
@@ -308,7 +304,7 @@ class Trainer:
         )
 
     def _val_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        pred = predict(
+        pred = predict_scores(
             self.model,
             self.val_set,
             batch_size=self.config.batch_size * 2,
@@ -318,8 +314,7 @@ class Trainer:
         return pred["score"], pred["mos"]
 
     def _train_epoch(self, epoch: int) -> dict:
-        cfg, model = self.config, self.model
-        model.train()
+        cfg = self.config
         loader = self._loader(epoch)
         totals: dict[str, float] = {}
         lrs: list[float] = []
@@ -329,50 +324,65 @@ class Trainer:
             lrs.append(cfg.lr * lr_factor(step, self.total_steps, cfg.warmup))
             for group in self.optimizer.param_groups:
                 group["lr"] = lrs[-1]
-            crops = _pick_crops(
-                batch["index"],
-                batch["n_crops"][0].item() if "n_crops" in batch else batch["image"].shape[1],
-                cfg.seed,
-                epoch,
-            )
-            with _autocast(self.device):
-                text = model.text_features()
-                if self.cache is not None:
-                    pooled, tokens = self.cache.take(batch["index"], crops, self.device)
-                    out = model.readout(pooled, tokens, text)
-                else:
-                    images = batch["image"][torch.arange(len(crops)), crops].to(self.device)
-                    out = model(images, text_features=text)
             try:
-                loss, parts = total_loss(  # in float32: the readout's outputs are (see PromptedCLIP.readout)
-                    out.score,
-                    out.logits.get("scene"),
-                    out.logits.get("distortion"),
-                    _targets(batch, self.device),
-                    self.weights,
-                )
-            except FloatingPointError as error:
+                parts = self.step(batch, epoch)
+            except FloatingPointError as error:  # raised by the loss, before anything was updated
                 raise TrainingDiverged(
                     f"non-finite loss at epoch {epoch + 1}, step {i + 1} ({error}). The last good checkpoint is "
                     f"{self.out_dir / STATE_FILE} (best: {self.out_dir / BEST_FILE}); lower train.lr or check "
                     f"the labels, then run again with --resume."
                 ) from error
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.world > 1:  # the prompts are tiny: averaging their gradients by hand is what DDP would do
-                for p in self.params:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                        p.grad /= self.world
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.optimizer.step()
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
             bar.set_postfix(loss=f"{parts['total']:.4f}")
         n = max(1, len(loader))
         stats = {("loss" if k == "total" else f"loss_{k}"): v / n for k, v in totals.items()}
         return {**stats, "lr_first": lrs[0], "lr_last": lrs[-1], "steps": len(lrs)}
+
+    # --- one training step ----------------------------------------------------------------------------------
+    def cache_features(self) -> None:
+        """Build the frozen-feature cache of `train_set` when it is exact (image tower frozen) and switched on."""
+        if self.model.image_tower_frozen and self.config.feature_cache:
+            self.cache = FrozenFeatures(self.model, self.train_set, self.config.batch_size * 2, self.device)
+
+    def step(self, batch: dict, epoch: int = 0) -> dict[str, float]:
+        """One training step on a batch of `train_set` items at the optimiser's current learning rate: `loss`,
+        then `update`. Returns the loss parts (unweighted branches and the weighted total, floats)."""
+        loss, parts = self.loss(batch, epoch)
+        self.update(loss)
+        return parts
+
+    def loss(self, batch: dict, epoch: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The forward half of `step`: each image's pool crop of `epoch` through the model (from the feature cache
+        when it is built), then the weighted loss of its branches (`total_loss` reads the labels by `BATCH_KEYS`)."""
+        model = self.model
+        model.train()
+        crops = _pick_crops(batch["index"], batch["image"].shape[1], self.config.seed, epoch)
+        with autocast(self.device):
+            text = model.text_features()
+            if self.cache is not None:
+                pooled, tokens = self.cache.take(batch["index"], crops, self.device)
+                out = model.readout(pooled, tokens, text)
+            else:
+                images = batch["image"][torch.arange(len(crops)), crops].to(self.device)
+                out = model(images, text_features=text)
+        # in float32: the readout's outputs are (see PromptedCLIP.readout)
+        return total_loss(
+            out.score, out.logits.get("scene"), out.logits.get("distortion"), batch, self.weights
+        )
+
+    def update(self, loss: torch.Tensor) -> None:
+        """The backward half of `step`: gradients (averaged over ranks under torchrun), clipping, one AdamW step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:  # the prompts are tiny: averaging their gradients by hand is what DDP would do
+            for p in self.params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                    p.grad /= self.world
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
 
     def _loader(self, epoch: int) -> DataLoader:
         return _batches(

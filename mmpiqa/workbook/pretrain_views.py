@@ -22,7 +22,7 @@ from mmpiqa.model.backbone import WEIGHTS_DIR, load_backbone, tokenizer_for
 from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.runs.experiment import crop_policies
 from mmpiqa.train.pretrain import normalised_images
-from mmpiqa.train.trainer import predict
+from mmpiqa.train.trainer import predict_scores
 
 # Items from a seed the shipped recipe never used: pairs the teaching CLIP has not seen.
 FRESH_SEED = 20261130
@@ -95,7 +95,7 @@ def zero_shot_scores(
     )
     _, policy = crop_policies(DataConfig(test_crop="center"), model)
     dataset = IQADataset(table, tuple(table["name"]), policy)
-    pred = predict(model, dataset)
+    pred = predict_scores(model, dataset)
     scores = np.empty(len(table))
     scores[pred["index"]] = pred["score"]
     return scores

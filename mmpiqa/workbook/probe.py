@@ -18,7 +18,7 @@ Features (`features=`): 'pooled' is the unit-norm pooled image embedding the pro
 mean and standard deviation over all tokens of every block's output (the per-layer token statistics that carry
 far more quality information in a random or lightly trained tower, DESIGN §7); 'both' concatenates them. Training
 features are averaged over each image's pool of training crops, test features over its test crops (for a linear
-model that equals averaging the predicted scores over crops, as `mmpiqa.train.trainer.predict` does).
+model that equals averaging the predicted scores over crops, as `mmpiqa.train.trainer.predict_scores` does).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from mmpiqa.files import atomic_write, atomic_write_json
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 from mmpiqa.runs.experiment import FittedSplit, RunResult, SplitFitter, run
 from mmpiqa.runs.folder import RunFolder
+from mmpiqa.train.trainer import autocast
 
 FEATURES = ("pooled", "tokens", "both")
 # ridge penalties, in units of the number of training images (features are standardised first)
@@ -70,15 +71,10 @@ def image_features(
     model.eval()
     out = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else torch.autocast("cpu", enabled=False)
-    )
     for batch in tqdm(loader, desc="probe features", leave=False, disable=not progress):
         images = batch["image"].to(device)
         b, n = images.shape[:2]
-        with autocast:
+        with autocast(device):
             feats = crop_features(model, images.flatten(0, 1), features)
         out.append(feats.view(b, n, -1).mean(1).double().cpu())
     return torch.cat(out).numpy()

@@ -1,16 +1,16 @@
 """How long will a run take? A projection from one dry training step, made before anything is trained.
 
-`estimate_runtime(config, table)` builds the run's model and its first split's datasets, times one real
-training step (a batch from the training part: text pass, image tower or cached features, losses, backward,
-AdamW) and the scoring of a few evaluation images, and multiplies by what the run will do:
+`estimate_runtime(config, table)` builds the run's model and its first split's datasets, times the Trainer's
+own training step (`Trainer.step` on a batch from the training part: text pass, image tower or cached features,
+losses, backward, AdamW) and the scoring of a few evaluation images, and multiplies by what the run will do:
 
     training    splits x epochs x ceil(n_train / batch_size) steps x (step + batch loading)
                 (loading from disk in the first epoch, from the dataset's memory cache afterwards)
     cache       splits x n_train x train_crops crops x one no-grad crop   (frozen image tower only)
     evaluation  splits x (epochs x n_val + n_val + n_test) images x test crops x one no-grad crop
 
-The dry step changes nothing on disk; the numbers are wall-clock times on this machine, as noisy as its load.
-Model building, data loading between epochs and the bootstrap intervals are not counted.
+The dry step changes nothing on disk (it trains a throwaway model); the numbers are wall-clock times on this
+machine, as noisy as its load. Model building, data loading between epochs and the bootstrap intervals are not counted.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import Subset, default_collate
 
 from mmpiqa.config import RunConfig
 from mmpiqa.data.splits import make_splits
 from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.runs.experiment import part_datasets
-from mmpiqa.train.losses import LossWeights, total_loss
-from mmpiqa.train.trainer import resolve_device, seed_everything
+from mmpiqa.train.trainer import Trainer, autocast, resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -110,11 +109,6 @@ def _clock(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def _autocast(device: torch.device):
-    """bf16 on CUDA, as the Trainer and `predict` run; off on the CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -133,7 +127,7 @@ def estimate_runtime(
 
     Times `warmup` untimed and `steps` timed training steps on the first batch of the first split's training
     part, and one evaluation batch of `eval_batch` validation images with all their crops (default: 2 x batch_size,
-    the batch `predict` uses) without gradient. Nothing is written."""
+    the batch `predict_scores` uses) without gradient. Nothing is written."""
     device = resolve_device(config.train.device)
     split = make_splits(
         table,
@@ -147,7 +141,6 @@ def estimate_runtime(
     parts = part_datasets(table, split, config.data, model, config.train.seed)
     train, val = parts["train"], parts["val"]
     trains = any(p.numel() for p in model.trainable_parameters())
-    cache = trains and model.image_tower_frozen and config.train.feature_cache
 
     rows = range(min(config.train.batch_size, len(train)))
     start = time.perf_counter()
@@ -157,9 +150,9 @@ def estimate_runtime(
     default_collate([train[i] for i in rows])  # later epochs: decoded images come from the dataset's cache
     load_cached_s = time.perf_counter() - start
 
-    # one evaluation batch as `predict` scores it (2 x batch_size images, all their crops), after a small warm-up
+    # one evaluation batch as `predict_scores` scores it (2 x batch_size images, all their crops), after a warm-up
     n_eval = min(eval_batch or 2 * config.train.batch_size, len(val))
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), autocast(device):
         model.eval()
         text = model.text_features()
         model(val[0]["image"].to(device), text_features=text)
@@ -169,7 +162,14 @@ def estimate_runtime(
         _sync(device)
         eval_crop_s = (time.perf_counter() - start) / len(views)
 
-    step_s = _step_time(model, config, batch, device, cache, steps, warmup) if trains else 0.0
+    step_s, cache = 0.0, False
+    if trains:
+        # a Trainer over this batch's images only (their positions in `train`: the cache's indices match), so
+        # that its feature cache, when the run has one, covers just them
+        trainer = Trainer(model, config.train, Subset(train, rows), val, progress=False)
+        trainer.cache_features()
+        cache = trainer.cache is not None
+        step_s = _step_time(trainer, batch, steps, warmup)
     return RuntimeEstimate(
         step_s=step_s,
         load_s=load_s,
@@ -188,42 +188,13 @@ def estimate_runtime(
     )
 
 
-def _step_time(model, config: RunConfig, batch: dict, device, cache: bool, steps: int, warmup: int) -> float:
-    """Median seconds of one training step as the Trainer takes it (first pool crop of every image)."""
-    cfg = config.train
-    branches = model.text_prompts.branch_names
-    weights = LossWeights(
-        quality=cfg.quality_weight,
-        scene=cfg.scene_weight if "scene" in branches else 0.0,
-        distortion=cfg.distortion_weight if "distortion" in branches else 0.0,
-        quality_loss=cfg.quality_loss,
-    )
-    targets = {
-        "mos": batch["mos"].to(device, torch.float32),
-        "dataset_id": batch["dataset"].to(device),
-        "scene": batch["scenes"].to(device),
-        "dist": batch["distortion"].to(device),
-    }
-    images = batch["image"][:, 0].to(device)
-    if cache:
-        with torch.no_grad(), _autocast(device):
-            pooled, tokens = model.image_features(images, normalize=True, return_tokens=True)
-    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=0.0)  # lr 0: the dry step moves nothing
-    model.train()
+def _step_time(trainer: Trainer, batch: dict, steps: int, warmup: int) -> float:
+    """Median seconds of `trainer.step` on `batch`."""
     timings = []
     for _ in range(warmup + steps):
         start = time.perf_counter()
-        with _autocast(device):
-            text = model.text_features()
-            out = model.readout(pooled, tokens, text) if cache else model(images, text_features=text)
-        logits = {b: out.logits[b].float() if b in out.logits else None for b in ("scene", "distortion")}
-        loss, _ = total_loss(out.score.float(), logits["scene"], logits["distortion"], targets, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), cfg.grad_clip)
-        optimizer.step()
-        _sync(device)
+        trainer.step(batch)
+        _sync(trainer.device)
         timings.append(time.perf_counter() - start)
     timings = sorted(timings[warmup:])
     return timings[len(timings) // 2]

@@ -7,8 +7,8 @@ Measurements for the visual-prompts chapter; none of them changes the model or o
   previous block's output); `draw_layout` draws it.
 * `depth_table` — learned parameter counts (`PromptedCLIP.parameter_counts`) and the visual prompt tensor's shape
   for several prompt depths.
-* `cost_per_depth` — time of one training step (forward, then backward + AdamW) per prompt depth: CPU time of one
-  thread on a CPU (robust to other programs' load), wall-clock time on a GPU.
+* `cost_per_depth` — time of the Trainer's training step (forward and loss, then backward + AdamW) per prompt
+  depth: CPU time of one thread on a CPU (robust to other programs' load), wall-clock time on a GPU.
 * `prompt_attention` / `attention_by_depth` — how much of the class token's attention goes to the prompt tokens
   in each block. The weights are recomputed from each block's own modules on the block's input (captured by a
   forward pre-hook): ``block.attn(ln_1(x), ln_1(x), ln_1(x), need_weights=True)``.
@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
-from mmpiqa.config import ModelConfig
-from mmpiqa.model.backbone import load_backbone, tokenizer_for
-from mmpiqa.model.prompted_clip import PromptedCLIP
-from mmpiqa.train.losses import fidelity_loss
+from mmpiqa.config import ModelConfig, TrainConfig
+from mmpiqa.labels import BATCH_KEYS
+from mmpiqa.model.backbone import load_backbone
+from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
+from mmpiqa.train.trainer import Trainer
 
 SOURCES = ("none", "appended", "replaced", "carried")  # where a block's prompt slots come from
 
@@ -37,17 +39,12 @@ SOURCES = ("none", "appended", "replaced", "carried")  # where a block's prompt 
 def models_per_depth(
     config: ModelConfig, depths: Sequence[int], device: str | torch.device = "cpu"
 ) -> dict[int, PromptedCLIP]:
-    """One model per visual prompt depth (keyed by the resolved depth), all around ONE frozen backbone loaded
-    once; each model's prompts are drawn exactly as `build_model` draws them for its config."""
-    clip, identity = load_backbone(
-        config.backbone, config.pretrained, seed=config.backbone_seed, device=device
-    )
-    tokenizer = tokenizer_for(config.backbone)
+    """One `build_model` per visual prompt depth (keyed by the resolved depth), all around ONE frozen backbone
+    loaded once."""
+    backbone = load_backbone(config.backbone, config.pretrained, seed=config.backbone_seed, device=device)
     models = {}
     for depth in depths:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.backbone_seed + 1)  # as build_model seeds the prompts
-            model = PromptedCLIP(config.replace(visual_depth=depth), clip, tokenizer, identity).to(device)
+        model = build_model(config.replace(visual_depth=depth), device, backbone=backbone)
         models[model.visual_depth] = model
     return models
 
@@ -207,8 +204,9 @@ def cost_per_depth(
     clock: str = "auto",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Seconds of one training step per visual prompt depth, split into forward (text pass, image tower, readout,
-    fidelity loss) and backward (+ AdamW step), on random [0, 1] images of `batch` at the input size.
+    """Seconds of one training step per visual prompt depth, the Trainer's own (`Trainer.step`), split into its
+    forward half (text pass, image tower, readout, losses) and its backward half (backward, clipping, AdamW), on
+    `batch` random [0, 1] images at the input size with random labels for every branch.
 
     `clock`: 'wall' (wall-clock time; CUDA is synchronised), 'cpu' (CPU time of the process on ONE thread: the
     work a step takes, which other programs on a shared machine barely change) or 'auto' ('cpu' on a CPU device,
@@ -222,23 +220,20 @@ def cost_per_depth(
     now = time.process_time if clock == "cpu" else time.perf_counter
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     models = models_per_depth(config, depths, device)
-    generator = torch.Generator().manual_seed(seed)
     size = next(iter(models.values())).image_size
-    images = torch.rand(batch, 3, size, size, generator=generator).to(device)
-    mos = torch.rand(batch, generator=generator).to(device)
-    optimizers = {d: torch.optim.AdamW(m.trainable_parameters(), lr=1e-4) for d, m in models.items()}
+    items = _random_items(config, batch, size, torch.Generator().manual_seed(seed))
+    labelled = default_collate(items)
+    labelled["image"] = labelled["image"].to(device)  # the step times the model, not the copy to the device
+    trainers = {d: Trainer(m, TrainConfig(), items, items, progress=False) for d, m in models.items()}
     times: dict[int, list[tuple[float, float]]] = {d: [] for d in models}
     with _threads(1 if clock == "cpu" else None):
         for round_ in range(warmup + steps):
-            for depth, model in models.items():
-                model.train()
+            for depth, trainer in trainers.items():
                 start = now()
-                loss = fidelity_loss(model(images).score.float(), mos)
+                loss, _ = trainer.loss(labelled)
                 sync()
                 middle = now()
-                optimizers[depth].zero_grad(set_to_none=True)
-                loss.backward()
-                optimizers[depth].step()
+                trainer.update(loss)
                 sync()
                 if round_ >= warmup:
                     times[depth].append((middle - start, now() - middle))
@@ -249,6 +244,19 @@ def cost_per_depth(
                      "images_per_s": batch / (f + b), "clock": clock,
                      "learned": sum(p.numel() for p in model.trainable_parameters())})  # fmt: skip
     return pd.DataFrame(rows).set_index("visual_depth")
+
+
+def _random_items(config: ModelConfig, n: int, size: int, generator: torch.Generator) -> list[dict]:
+    """`n` training items: one random [0, 1] image crop each, a random MOS, scene class and distortion group."""
+    images = torch.rand(n, 1, 3, size, size, generator=generator)
+    mos = torch.rand(n, generator=generator)
+    scenes = torch.eye(len(config.scenes))[torch.randint(len(config.scenes), (n,), generator=generator)]
+    distortions = torch.randint(len(config.distortions), (n,), generator=generator)
+    return [
+        {"image": images[i], "index": i, BATCH_KEYS["mos"]: mos[i], BATCH_KEYS["group"]: 0,
+         BATCH_KEYS["scene"]: scenes[i], BATCH_KEYS["distortion"]: distortions[i]}
+        for i in range(n)
+    ]  # fmt: skip
 
 
 def _check_attention(block: nn.Module) -> nn.MultiheadAttention:

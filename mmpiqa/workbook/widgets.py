@@ -39,6 +39,7 @@ from mmpiqa.data.distortions import FAMILY_BY_NAME
 from mmpiqa.data.embedded import CALIBRATION, LOWER_IS_BETTER, METRICS, metric_quality
 from mmpiqa.data.images import load_rgb
 from mmpiqa.model.backbone import tokenizer_for
+from mmpiqa.model.heads import expected_level
 
 # label -> prompts, worst to best, '|'-separated
 PROMPT_PRESETS: dict[str, str] = {
@@ -87,8 +88,7 @@ def prompt_scores(features: torch.Tensor, text: torch.Tensor, logit_scale: float
     cos = features.float() @ text.float().t()
     if text.shape[0] == 1:
         return cos[:, 0].cpu().numpy()
-    values = torch.linspace(0, 1, text.shape[0], device=cos.device)
-    return ((logit_scale * cos).softmax(dim=-1) @ values).cpu().numpy()
+    return expected_level(logit_scale * cos).cpu().numpy()
 
 
 def score_prompts(model, features: torch.Tensor, text: str) -> np.ndarray:
