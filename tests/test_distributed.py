@@ -35,7 +35,7 @@ def test_train_under_torchrun_writes_one_complete_run(tmp_path):
             "--nproc_per_node",
             "2",
             "-m",
-            "mmpiqa.cli",
+            "mmpiqa",
             "train",
             "--config",
             "cfg.yaml",

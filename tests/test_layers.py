@@ -4,6 +4,8 @@ foundation (config, errors, files, labels, metrics) <- model, data <- train <- r
 """
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,8 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts == ["mmpiqa"]:
         return "package"
+    if parts == ["mmpiqa", "__main__"]:  # `python -m mmpiqa`: the command
+        return "cli"
     first = "cli" if parts[1] == "__main__" else parts[1]  # `python -m mmpiqa` is the command line too
     if first in FOUNDATION:
         return "foundation"
@@ -109,3 +113,63 @@ def test_the_check_catches_an_upward_import(tmp_path):
     names = [name for _, name in imports(bad)]
     assert names == ["mmpiqa.workbook.plots", "matplotlib.pyplot"]
     assert layer_of(resolve(names[0])) == "workbook"
+
+
+CORE_BUDGET = 2500  # code lines of model/ + train/ + the foundation (issue 11: "at or below about 2,500")
+
+
+def code_lines(path: Path) -> int:
+    """Lines holding code: not blank, not only a comment, not part of a docstring (Python's own tokenizer)."""
+    lines: set[int] = set()
+    skip = {
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENDMARKER,
+    }
+    statement_start = True
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type in skip:
+            statement_start = statement_start or tok.type in (
+                tokenize.NEWLINE,
+                tokenize.INDENT,
+                tokenize.DEDENT,
+            )
+            continue
+        if tok.type == tokenize.STRING and statement_start:  # a docstring (a string standing as a statement)
+            statement_start = False
+            continue
+        statement_start = False
+        lines.update(range(tok.start[0], tok.end[0] + 1))
+    return len(lines)
+
+
+def lines_per_layer() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path in SOURCES:
+        layer = layer_of(module_name(path))
+        counts[layer] = counts.get(layer, 0) + code_lines(path)
+    return counts
+
+
+def test_code_lines_counts_code_only(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        '"""Doc."""\n\n# comment\ndef f(x):\n    """Doc\n    on two lines."""\n    return (x +\n            1)  # why\n'
+    )
+    assert code_lines(sample) == 3  # def, and the two physical lines of the return
+
+
+def test_the_core_stays_small():
+    counts = lines_per_layer()
+    core = counts["model"] + counts["train"] + counts["foundation"]
+    assert core <= CORE_BUDGET, f"model/ + train/ + foundation = {core} code lines > {CORE_BUDGET}: {counts}"
+
+
+if (
+    __name__ == "__main__"
+):  # `python tests/test_layers.py`: the code lines per layer, as the README reports them
+    for name, count in sorted(lines_per_layer().items()):
+        print(f"{name:12s} {count:6d}")

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from mmpiqa import metrics
 from mmpiqa.config import TrainConfig
+from mmpiqa.data.crops import merge_crops
 from mmpiqa.files import atomic_write
 from mmpiqa.model.checkpoint import save_prompts
 from mmpiqa.model.prompted_clip import PromptedCLIP
@@ -162,14 +163,14 @@ def predict_scores(
     loader = _batches(dataset, batch_size, shuffle_seed=None, workers=workers)
     for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
         images = batch["image"].to(device)
-        b, n = images.shape[:2]
+        n = images.shape[1]  # crops per image
         with autocast(device):
             result = model(images.flatten(0, 1), text_features=text)
-        out["score"].append(result.score.view(b, n).mean(1).cpu())
+        out["score"].append(merge_crops(result.score, n).cpu())
         out["mos"].append(batch["mos"].float())
         out["index"].append(batch["index"])
         for branch, logits in result.logits.items():
-            probs[branch].append(logits.softmax(-1).view(b, n, -1).mean(1).cpu())
+            probs[branch].append(merge_crops(logits.softmax(-1), n).cpu())
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result.update({f"prob_{b}": torch.cat(v).numpy() for b, v in probs.items()})
     return result

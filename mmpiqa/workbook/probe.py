@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from mmpiqa import metrics
 from mmpiqa.config import ModelConfig, RunConfig, TrainConfig
+from mmpiqa.data.crops import merge_crops
 from mmpiqa.files import atomic_write, atomic_write_json
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 from mmpiqa.runs.experiment import FittedSplit, RunResult, SplitFitter, run
@@ -73,10 +74,10 @@ def image_features(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     for batch in tqdm(loader, desc="probe features", leave=False, disable=not progress):
         images = batch["image"].to(device)
-        b, n = images.shape[:2]
+        n = images.shape[1]  # crops per image
         with autocast(device):
             feats = crop_features(model, images.flatten(0, 1), features)
-        out.append(feats.view(b, n, -1).mean(1).double().cpu())
+        out.append(merge_crops(feats, n).double().cpu())
     return torch.cat(out).numpy()
 
 
