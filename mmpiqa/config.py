@@ -201,9 +201,8 @@ class ModelConfig(ConfigBase):
     """
 
     backbone: str = "tiny"  # offline config ('tiny', 'micro') or an open_clip model name ('ViT-B-16')
-    pretrained: str | None = (
-        None  # None: random weights from backbone_seed; an open_clip tag; or a local path
-    )
+    # None: random weights from backbone_seed; an open_clip tag ('openai', 'synthetic'); or a local path
+    pretrained: str | None = None
     backbone_seed: int = 0  # seed of the random backbone weights when pretrained is None
     # --- text branches -------------------------------------------------------------------------------
     branches: tuple[str, ...] = BRANCHES  # any of quality / scene / distortion

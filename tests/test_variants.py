@@ -163,3 +163,14 @@ def test_demo_overrides_change_the_trained_arm_and_the_baselines_follow_its_data
     assert (mpiqe.model.visual_depth, mpiqe.data.n_splits, mpiqe.train.lr) == (3, 2, 0.01)
     for baseline, head in ((levels, "levels"), (antonym, "antonym")):
         assert baseline.to_dict() == _zero_shot(mpiqe, head).to_dict()
+
+
+def test_banner_says_random_weights_for_an_empty_pretrained():
+    """Papermill cannot pass None: pretrained='' is random weights, and the banner must not call them CLIP."""
+    from mmpiqa.workbook import choose_backbone
+
+    random_arm = choose_backbone("tiny", "")
+    assert random_arm.pretrained is None and not random_arm.is_real
+    assert "RANDOM weights" in random_arm.banner() and "real CLIP features" not in random_arm.banner()
+    teaching = choose_backbone("tiny", "synthetic")
+    assert teaching.is_teaching_clip and "RANDOM" not in teaching.banner()

@@ -49,9 +49,10 @@ class Backbone(BackboneWeights):
             )
         return (
             f"BACKBONE: '{self.name}' with RANDOM weights ({self.reason}).\n"
-            f"This is the offline teaching backbone: it shows how the method works end to end, not what CLIP "
-            f"achieves. For real CLIP set backbone='ViT-B-16', pretrained='openai' (weights must be cached or "
-            f"downloadable), e.g. papermill ... -p backbone ViT-B-16 -p pretrained openai."
+            f"The contrast arm: it shows how the method works end to end, not what a pretrained CLIP knows. "
+            f"For the teaching CLIP set backbone='auto' (or 'tiny', pretrained='synthetic'); for real CLIP "
+            f"backbone='ViT-B-16', pretrained='openai' (weights must be cached or downloadable), e.g. "
+            f"papermill ... -p backbone ViT-B-16 -p pretrained openai."
         )
 
 
@@ -66,7 +67,9 @@ def _hub_reachable(timeout: float = 1.5) -> bool:
 def choose_backbone(backbone: str = "auto", pretrained: str | None = None) -> Backbone:
     """Resolve a notebook's `backbone` parameter. 'auto': real CLIP if its weights are cached or can be fetched,
     else the offline teaching CLIP (tiny, pretrained by mmpiqa on a synthetic corpus), never random weights.
-    Never waits: HF_HUB_OFFLINE=1 or no route to the hub decides at once."""
+    Never waits: HF_HUB_OFFLINE=1 or no route to the hub decides at once. `pretrained=''` (a papermill
+    parameter cannot be None) means random weights, as None does."""
+    pretrained = pretrained or None
     if backbone != "auto":
         reason = "chosen explicitly" if pretrained or backbone not in OFFLINE_CONFIGS else "offline config"
         return Backbone(backbone, pretrained, reason)
