@@ -27,6 +27,7 @@ from mmpiqa.train.pretrain import (
     PretrainConfig,
     bank_captions,
     caption_contrastive_loss,
+    new_model,
     pretrain,
     quality_targets,
 )
@@ -102,6 +103,20 @@ def test_recipe_is_validated():
         PretrainConfig(backbone="ViT-B-16")
     with pytest.raises(ConfigError, match="multiple of versions"):
         PretrainConfig(batch_size=10, versions=4)
+    with pytest.raises(ConfigError, match="highpass_stem"):
+        PretrainConfig(highpass_stem=-1.0)
+
+
+def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():
+    plain = new_model(PretrainConfig(**MICRO)).visual.conv1.weight
+    stem = new_model(PretrainConfig(highpass_stem=4.0, **MICRO)).visual.conv1.weight
+    half = plain.shape[0] // 2
+    flat = torch.ones(1, 3, *plain.shape[2:])
+    response = F.conv2d(flat, stem).flatten()
+    assert response[:half].abs().max() < 1e-5  # a flat patch of any colour gives nothing
+    assert torch.equal(stem[half:], plain[half:])  # the colour half is open_clip's init
+    centred = plain[:half] - plain[:half].mean(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(stem[:half], 4.0 * centred)
 
 
 # --- the run --------------------------------------------------------------------------------------------------
