@@ -34,3 +34,25 @@ def test_benchmark_harness_runs_the_gemm_item(tmp_path):
     assert "| gemm | ceiling (fp32, best size) |" in report and "GFLOP/s" in report
     assert "## Machine" in report and "torch:" in report and "a line from gpu.sh" in report
     assert "old numbers" not in report and report.endswith("hand-written analysis\n")  # notes survive a rerun
+
+
+def test_stem_screen_runs_every_arm_and_the_laplacian_floor():
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "stem_screen.py"),
+        "--backbone",
+        "micro",
+        "--steps",
+        "2",
+        "--test",
+        "40",
+        "--families",
+        "gaussian_noise,darken",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "40 fresh contents" in lines[0]
+    for name in ("|mean Laplacian|", "open_clip init", "highpass_stem 4", "highpass_stem 8"):
+        row = next(line for line in lines if name in line)
+        assert "'gaussian_noise':" in row and "'darken':" in row
