@@ -74,9 +74,9 @@ def tower(backbone: str, changes: dict, keep: float, seed: int) -> torch.nn.Modu
     return visual
 
 
-def screen(args: argparse.Namespace, changes: dict) -> dict[str, float]:
+def screen(args: argparse.Namespace, changes: dict, size: int, test: tuple) -> dict[str, float]:
+    """Train one arm on fresh damaged contents of `size` px, then score it on `test` (a `damaged_set`)."""
     visual = tower(args.backbone, changes, args.keep, args.seed)
-    size = visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size
     head = torch.nn.Linear(visual.output_dim, 1)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=args.lr, weight_decay=0.05)
 
@@ -92,7 +92,7 @@ def screen(args: argparse.Namespace, changes: dict) -> dict[str, float]:
         optimizer.step()
     visual.eval()
     visual.patch_dropout = torch.nn.Identity()
-    images, fams, levels = damaged_set(args.seed + 5, args.test, args.families, size)
+    images, fams, levels = test
     with torch.no_grad():
         pred = torch.cat([predict(images[i : i + 100]) for i in range(0, len(images), 100)]).numpy()
     return _per_family(pred, fams, levels, args.families)
@@ -128,14 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     arms = dict(a.split(":", 1) for a in args.arm)
     arms = {k: json.loads(v) for k, v in arms.items()} if arms else DEFAULT_ARMS
     size = open_clip.get_model_config(registry_name(args.backbone))["vision_cfg"]["image_size"]
-    images, fams, levels = damaged_set(args.seed + 5, args.test, args.families, size)
+    test = damaged_set(args.seed + 5, args.test, args.families, size)
+    images, fams, levels = test
     laplacian = np.array([np.abs(ndimage.laplace(im.astype(float).mean(axis=2))).mean() for im in images])
     print(f"{args.backbone}, {args.steps} steps x {args.batch} images, keep {args.keep}, lr {args.lr}: "
           f"SRCC(prediction, level) per family on {args.test} fresh contents")  # fmt: skip
     print(f"  {'|mean Laplacian| (no learning)':34s} {_per_family(laplacian, fams, levels, args.families)}")
     for name, changes in arms.items():
         start = time.perf_counter()
-        result = screen(args, changes)
+        result = screen(args, changes, size, test)
         print(f"  {name:34s} {result}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 

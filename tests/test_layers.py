@@ -31,8 +31,6 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if parts == ["mmpiqa"]:
         return "package"
-    if parts == ["mmpiqa", "__main__"]:  # `python -m mmpiqa`: the command
-        return "cli"
     first = "cli" if parts[1] == "__main__" else parts[1]  # `python -m mmpiqa` is the command line too
     if first in FOUNDATION:
         return "foundation"
@@ -168,8 +166,7 @@ def test_the_core_stays_small():
     assert core <= CORE_BUDGET, f"model/ + train/ + foundation = {core} code lines > {CORE_BUDGET}: {counts}"
 
 
-if (
-    __name__ == "__main__"
-):  # `python tests/test_layers.py`: the code lines per layer, as the README reports them
+# `python tests/test_layers.py`: the code lines per layer, as the README reports them
+if __name__ == "__main__":
     for name, count in sorted(lines_per_layer().items()):
         print(f"{name:12s} {count:6d}")

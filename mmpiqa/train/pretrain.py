@@ -134,8 +134,8 @@ def highpass_stem(weight: torch.Tensor, gain: float) -> None:
 
     A ViT from open_clip's init reads colour and exposure at once but learns local damage (noise, blur,
     compression) very slowly: in a patch token, noise is a small second-order term beside the patch's colour, and
-    LayerNorm takes the magnitude away (measured: 100-150 supervised steps learn darkening to SRCC 0.86 and noise
-    to 0.1). Zero-mean filters respond to texture and damage only; the gain puts their response where the MLP's
+    LayerNorm takes the magnitude away (benchmarks/stem_screen.py: 100 supervised steps learn darkening to SRCC
+    0.86 and noise to 0.1-0.2). Zero-mean filters respond to texture and damage only; the gain puts their response where the MLP's
     nonlinearity can turn it into energy. The other half keeps its colour response. Every weight stays trainable:
     this is where training starts, not a fixed filter bank."""
     half = weight.shape[0] // 2
