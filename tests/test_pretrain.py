@@ -105,6 +105,8 @@ def test_recipe_is_validated():
         PretrainConfig(batch_size=10, versions=4)
     with pytest.raises(ConfigError, match="highpass_stem"):
         PretrainConfig(highpass_stem=-1.0)
+    with pytest.raises(ConfigError, match="bank_scale"):
+        PretrainConfig(bank_scale=500.0)
 
 
 def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():

@@ -64,6 +64,7 @@ class PretrainConfig(ConfigBase):
     checkpoint_every: int = 100  # steps between resumable checkpoints
     corpus_contents: int = 0  # 0: a fresh content for every item group; n: cycle through n contents (tests)
     highpass_stem: float = 0.0  # >0: half the patch-embedding filters start zero-mean, scaled by this gain
+    bank_scale: float = 0.0  # >0: a fixed logit scale for the caption-bank term; 0: the model's learnable one
 
     def __post_init__(self) -> None:
         if self.backbone not in OFFLINE_CONFIGS:
@@ -78,6 +79,8 @@ class PretrainConfig(ConfigBase):
             raise ConfigError("patch_keep in (0, 1] and full_patches_from in [0, 1] are required")
         if not (math.isfinite(self.highpass_stem) and self.highpass_stem >= 0):
             raise ConfigError(f"highpass_stem={self.highpass_stem}: 0 (open_clip's init) or a positive gain")
+        if not (math.isfinite(self.bank_scale) and 0 <= self.bank_scale <= 100):
+            raise ConfigError(f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]")
         if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
 
@@ -206,7 +209,11 @@ def train_step(
     scale = model.logit_scale.exp().clamp(max=100.0)
     contrastive = caption_contrastive_loss(image, text, scale, caption_id)
     bank = F.normalize(model.encode_text(bank_tokens.to(device)), dim=-1)
-    bank_logits = scale * image @ bank.t()
+    # The bank's five quality captions differ by one word, so their embeddings start nearly parallel: at the
+    # model's scale (~14) the best possible logit gap is ~1 and the image tower gets almost no damage signal
+    # (README, "Recipes tried"). A fixed sharper scale for this term keeps that signal alive.
+    bank_scale = config.bank_scale or scale
+    bank_logits = bank_scale * image @ bank.t()
     q_logits, g_logits = bank_logits[:, :n_quality], bank_logits[:, n_quality:]
     q_loss = F.cross_entropy(q_logits, quality_targets(labels["quality"], n_quality, config.quality_sigma))
     damaged = labels["group"] >= 0
