@@ -20,7 +20,14 @@ from mmpiqa.data.corpus import (
     PRETRAIN_FAMILIES,
     corpus_item,
 )
-from mmpiqa.model.backbone import OFFLINE_TAGS, WEIGHTS_DIR, file_sha256, load_backbone, offline_provenance
+from mmpiqa.model.backbone import (
+    OFFLINE_TAGS,
+    WEIGHTS_DIR,
+    file_sha256,
+    load_backbone,
+    offline_provenance,
+    registry_name,
+)
 from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
     WEIGHTS_FILE,
@@ -30,6 +37,7 @@ from mmpiqa.train.pretrain import (
     new_model,
     pretrain,
     quality_targets,
+    train_step,
 )
 from mmpiqa.train.trainer import lr_factor
 
@@ -119,6 +127,27 @@ def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():
     assert torch.equal(stem[half:], plain[half:])  # the colour half is open_clip's init
     centred = plain[:half] - plain[:half].mean(dim=(2, 3), keepdim=True)
     torch.testing.assert_close(stem[:half], 4.0 * centred)
+
+
+def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():
+    def parts(bank_scale: float, log_scale: float) -> dict:
+        config = PretrainConfig(bank_scale=bank_scale, **MICRO)
+        model = new_model(PretrainConfig(**MICRO))
+        with torch.no_grad():
+            model.logit_scale.fill_(log_scale)
+        tokenizer = open_clip.get_tokenizer(registry_name("micro"))
+        quality, groups = bank_captions()
+        torch.manual_seed(0)  # the same patch-dropout draws for every call
+        with torch.no_grad():
+            out = train_step(model, tokenizer, config, 0, 32, tokenizer(quality + groups), len(quality))
+        return {k: out[k] for k in ("contrastive", "bank_quality", "bank_group")}
+
+    default = float(np.log(1 / 0.07))
+    shared, fixed = parts(0.0, default), parts(50.0, default)
+    assert fixed["contrastive"] == shared["contrastive"]  # the in-batch term keeps the model's scale
+    assert fixed["bank_quality"] != pytest.approx(shared["bank_quality"])
+    # a fixed bank scale of 50 is exactly the model's scale set to 50, in the bank term
+    assert parts(0.0, float(np.log(50.0)))["bank_quality"] == pytest.approx(fixed["bank_quality"], rel=1e-5)
 
 
 # --- the run --------------------------------------------------------------------------------------------------
