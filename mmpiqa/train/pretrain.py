@@ -80,7 +80,9 @@ class PretrainConfig(ConfigBase):
         if not (math.isfinite(self.highpass_stem) and self.highpass_stem >= 0):
             raise ConfigError(f"highpass_stem={self.highpass_stem}: 0 (open_clip's init) or a positive gain")
         if not (math.isfinite(self.bank_scale) and 0 <= self.bank_scale <= 100):
-            raise ConfigError(f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]")
+            raise ConfigError(
+                f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
 
