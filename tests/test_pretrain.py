@@ -234,3 +234,20 @@ def test_damaged_shipped_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(backbone, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(backbone.WeightsUnavailable, match="checksum differs"):
         load_backbone("tiny", "synthetic")
+
+
+def test_prompt_similarity_is_the_cosine_of_the_filled_templates():
+    from mmpiqa.workbook.pretrain_views import prompt_similarity
+
+    words = ["bad", "fair", "perfect"]
+    sim = prompt_similarity("micro", None, "a photo of {} quality.", words)
+    assert list(sim.index) == words and list(sim.columns) == words
+    np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
+    np.testing.assert_allclose(sim.to_numpy(), sim.to_numpy().T, atol=1e-6)
+    clip, _ = load_backbone("micro", None)
+    tokens = open_clip.get_tokenizer(registry_name("micro"))(
+        ["a photo of bad quality.", "a photo of perfect quality."]
+    )
+    with torch.no_grad():
+        a, b = F.normalize(clip.encode_text(tokens), dim=-1)
+    assert sim.loc["bad", "perfect"] == pytest.approx(float(a @ b), abs=1e-6)

@@ -1,4 +1,5 @@
-"""What the pretraining chapter shows: the corpus, the loss curve, retrieval, and zero-shot quality per family.
+"""What the pretraining chapter shows: the corpus, the loss curve, retrieval, the quality prompts in text space, and
+zero-shot quality per family.
 
 Workbook-only helpers (figures and small tables) over `mmpiqa.data.corpus`, the shipped provenance and history
 of the teaching CLIP, and the prompted model's zero-shot readout.
@@ -84,6 +85,17 @@ def retrieval(name: str, pretrained: str | None, items: list) -> tuple[np.ndarra
     hits = np.array([captions[j] == captions[i] for i, j in enumerate(best)])
     chance = float(np.mean([captions.count(c) / len(captions) for c in captions]))
     return sim, float(hits.mean()), chance
+
+
+@torch.no_grad()
+def prompt_similarity(name: str, pretrained: str | None, template: str, words: list[str]) -> pd.DataFrame:
+    """Cosine similarity between the text embeddings of `template` filled with each of `words` (rows and columns
+    labelled by word). Zero-shot quality compares an image with such prompts: the more parallel they are, the
+    fainter the difference between them that the image can show."""
+    clip, _ = load_backbone(name, pretrained)
+    text = clip.encode_text(tokenizer_for(name)([template.format(w) for w in words]))
+    text = F.normalize(text, dim=-1)
+    return pd.DataFrame((text @ text.t()).numpy(), index=list(words), columns=list(words))
 
 
 def zero_shot_scores(
