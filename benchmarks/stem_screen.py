@@ -9,6 +9,7 @@ learn slowly too. The mean absolute Laplacian, one hand-made number, is printed 
     .venv/bin/python benchmarks/stem_screen.py                          # open_clip's init vs highpass_stem 4 and 8
     .venv/bin/python benchmarks/stem_screen.py --families darken,gaussian_noise --steps 150
     .venv/bin/python benchmarks/stem_screen.py --arm no_ln_pre:'{"no_ln_pre": true}'
+    .venv/bin/python benchmarks/stem_screen.py --readout captions --scale 50 --arm hp8:'{"highpass_stem": 8}'
 
 Each arm takes ~1.5 min on one core at the defaults (100 steps of 32 images, 25 % of patches kept).
 """
@@ -28,10 +29,16 @@ from open_clip.transformer import PatchDropout
 from scipy import ndimage
 
 from mmpiqa import metrics
-from mmpiqa.data.corpus import corpus_item
+from mmpiqa.data.corpus import LEVEL_TO_QUALITY, corpus_item
 from mmpiqa.data.distortions import get_family, to_uint8
 from mmpiqa.model.backbone import OFFLINE_CONFIGS, registry_name
-from mmpiqa.train.pretrain import highpass_stem, normalised_images
+from mmpiqa.train.pretrain import (
+    PretrainConfig,
+    bank_captions,
+    highpass_stem,
+    normalised_images,
+    quality_targets,
+)
 
 DEFAULT_ARMS = {
     "open_clip init": {},
@@ -74,19 +81,60 @@ def tower(backbone: str, changes: dict, keep: float, seed: int) -> torch.nn.Modu
     return visual
 
 
+class LinearReadout(torch.nn.Module):
+    """A linear regression of the damage level on the unit-norm image features."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(width, 1)
+
+    def damage(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features).squeeze(1)
+
+    def loss(self, features: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.damage(features), levels.float())
+
+
+class CaptionReadout(torch.nn.Module):
+    """Pretraining's caption-bank quality term alone: features against the quality captions of a trainable text
+    tower (the offline config's, random weights), at a fixed logit scale, soft targets by level."""
+
+    def __init__(self, backbone: str, scale: float, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.clip = open_clip.create_model(registry_name(backbone), pretrained=None)
+        del self.clip.visual  # only the text tower is used
+        tokenizer = open_clip.get_tokenizer(registry_name(backbone))
+        self.register_buffer("tokens", tokenizer(bank_captions()[0]))
+        self.scale, self.sigma = scale, PretrainConfig().quality_sigma
+
+    def _logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * features @ F.normalize(self.clip.encode_text(self.tokens), dim=-1).t()
+
+    def damage(self, features: torch.Tensor) -> torch.Tensor:
+        quality = self._logits(features).softmax(dim=1) @ torch.arange(len(self.tokens), dtype=torch.float32)
+        return -quality  # expected quality index, negated: higher means more damaged, as the level
+
+    def loss(self, features: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        quality = torch.tensor(LEVEL_TO_QUALITY)[levels]
+        return F.cross_entropy(self._logits(features), quality_targets(quality, len(self.tokens), self.sigma))
+
+
 def screen(args: argparse.Namespace, changes: dict, size: int, test: tuple) -> dict[str, float]:
     """Train one arm on fresh damaged contents of `size` px, then score it on `test` (a `damaged_set`)."""
     visual = tower(args.backbone, changes, args.keep, args.seed)
-    head = torch.nn.Linear(visual.output_dim, 1)
+    if args.readout == "captions":
+        head = CaptionReadout(args.backbone, args.scale, args.seed)
+    else:
+        head = LinearReadout(visual.output_dim)
     optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=args.lr, weight_decay=0.05)
 
-    def predict(images: np.ndarray) -> torch.Tensor:
-        x = normalised_images([_Item(im) for im in images])
-        return head(F.normalize(visual(x), dim=-1)).squeeze(1)
+    def features(images: np.ndarray) -> torch.Tensor:
+        return F.normalize(visual(normalised_images([_Item(im) for im in images])), dim=-1)
 
     for step in range(args.steps):
         images, _, levels = damaged_set(1000 + step, args.batch, args.families, size)
-        loss = F.mse_loss(predict(images), torch.from_numpy(levels).float())
+        loss = head.loss(features(images), torch.from_numpy(levels))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -94,7 +142,8 @@ def screen(args: argparse.Namespace, changes: dict, size: int, test: tuple) -> d
     visual.patch_dropout = torch.nn.Identity()
     images, fams, levels = test
     with torch.no_grad():
-        pred = torch.cat([predict(images[i : i + 100]) for i in range(0, len(images), 100)]).numpy()
+        pred = torch.cat([head.damage(features(images[i : i + 100])) for i in range(0, len(images), 100)])
+    pred = pred.numpy()
     return _per_family(pred, fams, levels, args.families)
 
 
@@ -115,6 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=float, default=0.25, help="fraction of patches kept while training")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--readout",
+        default="linear",
+        choices=["linear", "captions"],
+        help="linear: regress the level; captions: the caption bank's quality term (see above)",
+    )
+    parser.add_argument("--scale", type=float, default=1 / 0.07, help="logit scale of --readout captions")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--arm",
@@ -131,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     test = damaged_set(args.seed + 5, args.test, args.families, size)
     images, fams, levels = test
     laplacian = np.array([np.abs(ndimage.laplace(im.astype(float).mean(axis=2))).mean() for im in images])
-    print(f"{args.backbone}, {args.steps} steps x {args.batch} images, keep {args.keep}, lr {args.lr}: "
+    readout = "regression" if args.readout == "linear" else f"quality captions at scale {args.scale:.3g}"
+    print(f"{args.backbone}, {readout}, {args.steps} steps x {args.batch} images, keep {args.keep}, lr {args.lr}: "
           f"SRCC(prediction, level) per family on {args.test} fresh contents")  # fmt: skip
     print(f"  {'|mean Laplacian| (no learning)':34s} {_per_family(laplacian, fams, levels, args.families)}")
     for name, changes in arms.items():

@@ -56,3 +56,18 @@ def test_stem_screen_runs_every_arm_and_the_laplacian_floor():
     for name in ("|mean Laplacian|", "open_clip init", "highpass_stem 4", "highpass_stem 8"):
         row = next(line for line in lines if name in line)
         assert "'gaussian_noise':" in row and "'darken':" in row
+
+
+def test_stem_screen_reads_out_through_the_quality_captions():
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "stem_screen.py"),
+        *("--backbone", "micro", "--steps", "2", "--test", "40", "--families", "gaussian_noise,darken"),
+        *("--readout", "captions", "--scale", "50", "--arm", 'hp8:{"highpass_stem": 8}'),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "quality captions at scale 50" in lines[0]
+    row = next(line for line in lines if line.strip().startswith("hp8"))
+    assert "'gaussian_noise':" in row and "'darken':" in row
