@@ -26,7 +26,7 @@ from mmpiqa.model.backbone import (
     file_sha256,
     load_backbone,
     offline_provenance,
-    registry_name,
+    tokenizer_for,
 )
 from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
@@ -135,7 +135,7 @@ def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():
         model = new_model(PretrainConfig(**MICRO))
         with torch.no_grad():
             model.logit_scale.fill_(log_scale)
-        tokenizer = open_clip.get_tokenizer(registry_name("micro"))
+        tokenizer = tokenizer_for("micro")
         quality, groups = bank_captions()
         torch.manual_seed(0)  # the same patch-dropout draws for every call
         with torch.no_grad():
@@ -245,9 +245,7 @@ def test_prompt_similarity_is_the_cosine_of_the_filled_templates():
     np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-6)
     np.testing.assert_allclose(sim.to_numpy(), sim.to_numpy().T, atol=1e-6)
     clip, _ = load_backbone("micro", None)
-    tokens = open_clip.get_tokenizer(registry_name("micro"))(
-        ["a photo of bad quality.", "a photo of perfect quality."]
-    )
+    tokens = tokenizer_for("micro")(["a photo of bad quality.", "a photo of perfect quality."])
     with torch.no_grad():
         a, b = F.normalize(clip.encode_text(tokens), dim=-1)
     assert sim.loc["bad", "perfect"] == pytest.approx(float(a @ b), abs=1e-6)
