@@ -30,6 +30,7 @@ from mmpiqa.model.backbone import (
 )
 from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
+    STATE_FILE,
     WEIGHTS_FILE,
     PretrainConfig,
     bank_captions,
@@ -148,6 +149,17 @@ def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():
     assert fixed["bank_quality"] != pytest.approx(shared["bank_quality"])
     # a fixed bank scale of 50 is exactly the model's scale set to 50, in the bank term
     assert parts(0.0, float(np.log(50.0)))["bank_quality"] == pytest.approx(fixed["bank_quality"], rel=1e-5)
+
+
+def test_freeze_stem_keeps_the_patch_embedding_at_its_init_and_trains_the_rest(tmp_path):
+    config = PretrainConfig(steps=3, highpass_stem=4.0, freeze_stem=True, **MICRO)
+    assert not new_model(config).visual.conv1.weight.requires_grad
+    before = new_model(config).state_dict()
+    pretrain(config, tmp_path, progress=False, export=False)
+    after = torch.load(tmp_path / STATE_FILE, weights_only=True)["model"]
+    assert torch.equal(after["visual.conv1.weight"], before["visual.conv1.weight"])  # no decay either
+    changed = [k for k in before if not torch.equal(after[k], before[k])]
+    assert len(changed) > 0.9 * len(before)  # everything else trains
 
 
 # --- the run --------------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class PretrainConfig(ConfigBase):
     corpus_contents: int = 0  # 0: a fresh content for every item group; n: cycle through n contents (tests)
     highpass_stem: float = 0.0  # >0: half the patch-embedding filters start zero-mean, scaled by this gain
     bank_scale: float = 0.0  # >0: a fixed logit scale for the caption-bank term; 0: the model's learnable one
+    freeze_stem: bool = False  # keep the patch embedding at its init (random features keep texture; README)
 
     def __post_init__(self) -> None:
         if self.backbone not in OFFLINE_CONFIGS:
@@ -130,6 +131,9 @@ def new_model(config: PretrainConfig) -> nn.Module:
     if config.highpass_stem:
         highpass_stem(model.visual.conv1.weight, config.highpass_stem)
     model.requires_grad_(True)
+    # A random patch embedding passes texture on (a ridge probe reads noise from random tokens, not from trained
+    # ones); frozen, contrastive training cannot turn it into a colour-only stem.
+    model.visual.conv1.requires_grad_(not config.freeze_stem)
     return model
 
 
@@ -179,6 +183,8 @@ def batch(config: PretrainConfig, step: int, size: int) -> tuple[torch.Tensor, l
 def _optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         plain = p.ndim < 2 or "embedding" in name or "logit_scale" in name
         (no_decay if plain else decay).append(p)
     return torch.optim.AdamW(
