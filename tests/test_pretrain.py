@@ -151,15 +151,18 @@ def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():
     assert parts(0.0, float(np.log(50.0)))["bank_quality"] == pytest.approx(fixed["bank_quality"], rel=1e-5)
 
 
-def test_freeze_stem_keeps_the_patch_embedding_at_its_init_and_trains_the_rest(tmp_path):
-    config = PretrainConfig(steps=3, highpass_stem=4.0, freeze_stem=True, **MICRO)
-    assert not new_model(config).visual.conv1.weight.requires_grad
+def test_frozen_stem_and_blocks_keep_their_init_and_the_rest_trains(tmp_path):
+    config = PretrainConfig(steps=3, highpass_stem=4.0, freeze_stem=True, frozen_blocks=1, **MICRO)
     before = new_model(config).state_dict()
     pretrain(config, tmp_path, progress=False, export=False)
     after = torch.load(tmp_path / STATE_FILE, weights_only=True)["model"]
-    assert torch.equal(after["visual.conv1.weight"], before["visual.conv1.weight"])  # no decay either
-    changed = [k for k in before if not torch.equal(after[k], before[k])]
-    assert len(changed) > 0.9 * len(before)  # everything else trains
+    frozen = {k for k in before if k == "visual.conv1.weight" or k.startswith("visual.transformer.resblocks.0.")}
+    assert len(frozen) > 1
+    for name in before:
+        # frozen weights are not even decayed; every trainable one moved
+        assert torch.equal(after[name], before[name]) == (name in frozen or "attn_mask" in name), name
+    with pytest.raises(ConfigError, match="frozen_blocks"):
+        PretrainConfig(**{**MICRO, "frozen_blocks": 99})
 
 
 # --- the run --------------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class PretrainConfig(ConfigBase):
     highpass_stem: float = 0.0  # >0: half the patch-embedding filters start zero-mean, scaled by this gain
     bank_scale: float = 0.0  # >0: a fixed logit scale for the caption-bank term; 0: the model's learnable one
     freeze_stem: bool = False  # keep the patch embedding at its init (random features keep texture; README)
+    frozen_blocks: int = 0  # keep the first k blocks of the image tower at their init too
 
     def __post_init__(self) -> None:
         if self.backbone not in OFFLINE_CONFIGS:
@@ -84,6 +85,9 @@ class PretrainConfig(ConfigBase):
             raise ConfigError(
                 f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]"
             )
+        layers = open_clip.get_model_config(registry_name(self.backbone))["vision_cfg"]["layers"]
+        if not 0 <= self.frozen_blocks <= layers:
+            raise ConfigError(f"frozen_blocks={self.frozen_blocks}: between 0 and the image tower's {layers} blocks")
         if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
 
@@ -134,6 +138,8 @@ def new_model(config: PretrainConfig) -> nn.Module:
     # A random patch embedding passes texture on (a ridge probe reads noise from random tokens, not from trained
     # ones); frozen, contrastive training cannot turn it into a colour-only stem.
     model.visual.conv1.requires_grad_(not config.freeze_stem)
+    for block in model.visual.transformer.resblocks[: config.frozen_blocks]:
+        block.requires_grad_(False)
     return model
 
 
