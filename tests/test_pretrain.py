@@ -191,6 +191,17 @@ def test_resume_reaches_exactly_the_uninterrupted_weights(tmp_path):
     assert file_sha256(straight.weights) == file_sha256(resumed.weights)
 
 
+def test_a_finished_run_is_exported_once_so_shipping_it_later_keeps_its_provenance(tmp_path):
+    config = PretrainConfig(steps=2, **MICRO)
+    first = pretrain(config, tmp_path, progress=False)
+    record = json.loads((tmp_path / PROVENANCE_FILE).read_text())
+    record["machine"] = "the machine that trained it"
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps(record))
+    again = pretrain(config, tmp_path, progress=False)  # what `mmpiqa pretrain ... --ship` does on a done run
+    assert again.weights == first.weights and again.steps_done == 2
+    assert json.loads((tmp_path / PROVENANCE_FILE).read_text())["machine"] == "the machine that trained it"
+
+
 def test_another_recipe_in_the_same_folder_is_refused(tmp_path):
     pretrain(PretrainConfig(steps=1, **MICRO), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="another recipe"):

@@ -305,6 +305,7 @@ def pretrain(
     quality, groups = bank_captions()
     bank_tokens = tokenizer(quality + groups)
     last = config.steps if stop_after is None else min(config.steps, stop_after)
+    trained = step < last
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -335,9 +336,12 @@ def pretrain(
             _checkpoint(folder, model, optimizer, step, seconds, history)
     if bar is not None:
         bar.close()
-    weights = None
-    if export and step >= config.steps:
-        weights = export_weights(folder, model, config, history, seconds)
+    # a finished run is exported once, by the call that trained its last step: exporting again (e.g. to --ship
+    # it later) would record the machine of that later call in the provenance
+    if export and step >= config.steps and (trained or not (folder / PROVENANCE_FILE).is_file()):
+        export_weights(folder, model, config, history, seconds)
+    exported = step >= config.steps and (folder / PROVENANCE_FILE).is_file()
+    weights = folder / WEIGHTS_FILE if exported else None
     return PretrainResult(folder=folder, weights=weights, history=history, steps_done=step)
 
 
