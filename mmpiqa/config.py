@@ -31,6 +31,12 @@ XATTN_PRIORS = ("levels", "none")
 # they were.
 ALL_BLOCKS = -1
 
+# Weights shipped in the package: (offline config, tag) -> file stem in WEIGHTS_DIR, i.e. `<stem>.safetensors`
+# (fp16) + `<stem>.json` (provenance with the sha256). Kept here, not in model/, because a run's key holds the
+# shipped file's checksum: new teaching weights must never read back run folders trained on the old ones.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthetic"}
+
 MAX_SPLITS = 1000  # more random splits add nothing to a median or a CI and make splits.json huge
 
 
@@ -367,12 +373,15 @@ class RunConfig(ConfigBase):
 
     def key(self) -> str:
         """Hash of everything that changes the result (not `name`, `device`, `num_workers`, nor `size` off the
-        embedded benchmark)."""
+        embedded benchmark), including the checksum of shipped offline weights."""
         import hashlib
 
         data = self.to_dict()
         data.pop("name")
         data["train"] = {k: v for k, v in data["train"].items() if k not in ("device", "num_workers")}
+        shipped = shipped_weights_sha256(self.model.backbone, self.model.pretrained)
+        if shipped:
+            data["model"]["weights_sha256"] = shipped
         if data["data"]["dataset"] != "embedded":
             data["data"].pop("size")  # the embedded benchmark's size means nothing for a real dataset
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
@@ -416,3 +425,16 @@ def _split_assignment(text: str) -> tuple[str, str]:
     if not sep:
         raise ConfigError(f"--set {text!r}: expected section.field=value")
     return key.strip(), value.strip()
+
+
+def shipped_weights_sha256(backbone: str, pretrained: str | None) -> str | None:
+    """The sha256 recorded beside the package's weights for (backbone, tag); None for any other backbone."""
+    stem = OFFLINE_TAGS.get((backbone, pretrained or ""))
+    if stem is None:
+        return None
+    path = WEIGHTS_DIR / f"{stem}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{path}: the provenance of '{backbone}/{pretrained}' cannot be read ({error}); "
+                         "reinstall mmpiqa") from error

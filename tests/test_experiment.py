@@ -6,6 +6,7 @@ import pytest
 
 import mmpiqa.runs.experiment as experiment
 from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.errors import InputError
 from mmpiqa.runs.experiment import load_table, results_table, run, run_folder
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=3, train_crops=2, test_crop="center")
@@ -82,6 +83,24 @@ def test_zero_shot_goes_through_the_same_path(tmp_path, table):
     assert (folder / "split-00" / "predictions.csv").is_file()
     frame = results_table([result])
     assert list(frame.columns[:3]) == ["run", "key", "splits"]
+
+
+def test_new_shipped_teaching_weights_give_new_run_keys(tmp_path, monkeypatch):
+    import mmpiqa.config as config_module
+
+    teaching = RunConfig(name="t", model=ModelConfig(backbone="tiny", pretrained="synthetic"), data=DATA, train=TRAIN)
+    random_weights = teaching.replace(model=teaching.model.replace(pretrained=None))
+    before = teaching.key(), random_weights.key()
+    for (_, _), stem in config_module.OFFLINE_TAGS.items():
+        record = json.loads((config_module.WEIGHTS_DIR / f"{stem}.json").read_text())
+        record["sha256"] = "0" * 64  # another shipped file
+        (tmp_path / f"{stem}.json").write_text(json.dumps(record))
+    monkeypatch.setattr(config_module, "WEIGHTS_DIR", tmp_path)
+    assert teaching.key() != before[0]  # a run on the old file is never read back as this one
+    assert random_weights.key() == before[1]  # keys without shipped weights are unchanged
+    (tmp_path / "tiny-synthetic.json").write_text("{")
+    with pytest.raises(InputError, match="tiny-synthetic.json.*reinstall"):
+        teaching.key()
 
 
 def test_config_hash_ignores_name_and_device():

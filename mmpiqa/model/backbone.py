@@ -28,6 +28,7 @@ import open_clip
 import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 
+from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR
 from mmpiqa.errors import InputError, MissingFileError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
@@ -43,9 +44,6 @@ CHECKPOINT_NAMES = (
     "model.safetensors",
 )
 
-# (offline config, tag) -> file stem in WEIGHTS_DIR: `<stem>.safetensors` (fp16 weights) + `<stem>.json` (provenance)
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthetic"}
 
 open_clip.add_model_config(CONFIG_DIR)
 
