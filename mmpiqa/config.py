@@ -427,14 +427,24 @@ def _split_assignment(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def offline_provenance(name: str, tag: str) -> dict:
+    """The provenance record shipped beside an offline tag's weights (recipe, corpus, minutes, checksum)."""
+    path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"{path}: the provenance of '{name}/{tag}' cannot be read ({error}); reinstall mmpiqa"
+        ) from error
+
+
 def shipped_weights_sha256(backbone: str, pretrained: str | None) -> str | None:
     """The sha256 recorded beside the package's weights for (backbone, tag); None for any other backbone."""
-    stem = OFFLINE_TAGS.get((backbone, pretrained or ""))
-    if stem is None:
+    if (backbone, pretrained) not in OFFLINE_TAGS:
         return None
-    path = WEIGHTS_DIR / f"{stem}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["sha256"]
-    except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"{path}: the provenance of '{backbone}/{pretrained}' cannot be read ({error}); "
-                         "reinstall mmpiqa") from error
+    record = offline_provenance(backbone, pretrained)
+    if "sha256" not in record:
+        raise InputError(
+            f"{WEIGHTS_DIR / OFFLINE_TAGS[(backbone, pretrained)]}.json: no sha256; reinstall mmpiqa"
+        )
+    return record["sha256"]

@@ -18,7 +18,6 @@ The backbone is never edited: it is frozen (every tensor, ``logit_scale`` includ
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -28,7 +27,7 @@ import open_clip
 import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 
-from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR
+from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR, offline_provenance
 from mmpiqa.errors import InputError, MissingFileError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
@@ -121,17 +120,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def offline_provenance(name: str, tag: str) -> dict:
-    """The provenance record shipped beside an offline tag's weights (recipe, corpus, minutes, checksum)."""
-    path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise WeightsUnavailable(
-            f"{path}: the provenance of '{name}/{tag}' cannot be read ({error}); reinstall mmpiqa"
-        ) from error
 
 
 def offline_summary(name: str, tag: str) -> str:

@@ -87,7 +87,9 @@ class PretrainConfig(ConfigBase):
             )
         layers = open_clip.get_model_config(registry_name(self.backbone))["vision_cfg"]["layers"]
         if not 0 <= self.frozen_blocks <= layers:
-            raise ConfigError(f"frozen_blocks={self.frozen_blocks}: between 0 and the image tower's {layers} blocks")
+            raise ConfigError(
+                f"frozen_blocks={self.frozen_blocks}: between 0 and the image tower's {layers} blocks"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
 
