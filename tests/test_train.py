@@ -61,15 +61,17 @@ def test_resume_ends_with_exactly_the_uninterrupted_result(small_table, tmp_path
     assert (tmp_path / "b" / STATE_FILE).is_file()
     model_c, trainer_c = _setup(small_table, MICRO, FAST, tmp_path / "b", global_seed=123)  # as a new process
     resumed = trainer_c.fit(resume=True)
-    # The logistic-mapped val metrics come out of an iterative fit whose last bits depend on where numpy's
-    # summations happen to be aligned in memory (seen: 1e-13 apart on identical predictions): those two are
-    # compared to 1e-9; every other number, and every learned weight below, must be bit-identical.
+    # The logistic-mapped val metrics come out of an iterative least-squares fit (curve_fit stops once a step
+    # changes the parameters or the squared error by less than ~1.5e-8, relatively). Where numpy's summations
+    # happen to be aligned in memory moves the last bits of each step, so on bit-identical predictions two runs
+    # stop at different points inside that tolerance (seen: 1e-13 and 4e-9 apart): those two metrics are compared
+    # to 1e-6; every other number, and every learned weight below, must be bit-identical.
     fitted = {"val_plcc_logistic", "val_rmse"}
     assert [{k: v for k, v in row.items() if k not in fitted} for row in resumed.history] == [
         {k: v for k, v in row.items() if k not in fitted} for row in full.history
     ]
     for row_resumed, row_full in zip(resumed.history, full.history, strict=True):
-        assert {k: row_resumed[k] for k in fitted} == pytest.approx({k: row_full[k] for k in fitted}, rel=1e-9)
+        assert {k: row_resumed[k] for k in fitted} == pytest.approx({k: row_full[k] for k in fitted}, rel=1e-6)
     for key, value in model_a.learned_state_dict().items():
         assert torch.equal(value, model_c.learned_state_dict()[key]), key
 
