@@ -10,8 +10,17 @@ from torch.utils.data import default_collate
 from mmpiqa import ModelConfig, build_model
 from mmpiqa.config import DataConfig, TrainConfig
 from mmpiqa.data.splits import make_splits
+from mmpiqa.model.checkpoint import load_prompts
 from mmpiqa.runs.experiment import load_table, part_datasets
-from mmpiqa.train.trainer import STATE_FILE, Trainer, TrainingDiverged, lr_factor, seed_everything
+from mmpiqa.train.trainer import (
+    BEST_FILE,
+    STATE_FILE,
+    Trainer,
+    TrainingDiverged,
+    lr_factor,
+    predict_scores,
+    seed_everything,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +83,20 @@ def test_resume_ends_with_exactly_the_uninterrupted_result(small_table, tmp_path
         assert {k: row_resumed[k] for k in fitted} == pytest.approx({k: row_full[k] for k in fitted}, rel=1e-6)
     for key, value in model_a.learned_state_dict().items():
         assert torch.equal(value, model_c.learned_state_dict()[key]), key
+
+
+def test_the_best_epochs_val_predictions_are_exactly_a_fresh_scoring_with_the_best_prompts(small_table, tmp_path):
+    # evaluation reuses them instead of scoring val again (mmpiqa.runs.experiment.PromptTraining)
+    model, trainer = _setup(small_table, MICRO, FAST, tmp_path)
+    result = trainer.fit()
+    load_prompts(tmp_path / BEST_FILE, model)
+    fresh = predict_scores(model, trainer.val_set, batch_size=FAST.batch_size * 2)
+    assert set(result.best_val_predictions) == set(fresh)
+    for key, value in fresh.items():
+        assert (result.best_val_predictions[key] == value).all(), key
+    # a run resumed after its last epoch scored nothing itself: the caller must score val
+    _, finished = _setup(small_table, MICRO, FAST, tmp_path)
+    assert finished.fit(resume=True).best_val_predictions is None
 
 
 def test_fit_takes_every_step_through_trainer_step(small_table, tmp_path, monkeypatch):

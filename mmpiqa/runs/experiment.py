@@ -173,7 +173,7 @@ class PromptTraining(SplitFitter):
         self.on_epoch = on_epoch
 
     def fit(self, config, model, parts, folder, *, device, log, progress) -> FittedSplit:
-        history, best_epoch = [], 0
+        history, best_epoch, predictions = [], 0, {}
         if any(p.numel() for p in model.trainable_parameters()):
             trainer = Trainer(
                 model,
@@ -189,18 +189,19 @@ class PromptTraining(SplitFitter):
             history, best_epoch = result.history, result.best_epoch
             barrier()
             load_prompts(folder.prompts_file, model)
+            if result.best_val_predictions is not None:  # the trainer scored val with these very prompts
+                predictions["val"] = result.best_val_predictions
         else:
             log(f"{folder.path.name}: nothing to learn (zero-shot); evaluating the hand-written prompts")
-        predictions = {
-            part: predict_scores(
-                model,
-                parts[part],
-                batch_size=config.train.batch_size * 2,
-                device=device,
-                workers=config.train.num_workers,
-            )
-            for part in ("val", "test")
-        }
+        for part in ("val", "test"):
+            if part not in predictions:
+                predictions[part] = predict_scores(
+                    model,
+                    parts[part],
+                    batch_size=config.train.batch_size * 2,
+                    device=device,
+                    workers=config.train.num_workers,
+                )
         return FittedSplit(predictions, {"best_epoch": best_epoch}, f"best val epoch {best_epoch}", history)
 
 

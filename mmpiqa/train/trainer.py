@@ -182,6 +182,9 @@ class TrainResult:
     best_val: dict
     history: list[dict] = field(default_factory=list)
     checkpoint: Path | None = None
+    # `predict_scores` on the val part with the best prompts, when this process scored that epoch (None when the
+    # best epoch was scored before a resume): evaluation reuses it instead of scoring val a second time
+    best_val_predictions: dict[str, np.ndarray] | None = None
 
 
 class Trainer:
@@ -272,6 +275,7 @@ class Trainer:
             raise ValueError("Trainer.fit needs an out_dir: it writes the checkpoints there")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start, history, best = 0, [], {"epoch": -1, "srcc": -math.inf}
+        best_predictions = None
         if resume and (self.out_dir / STATE_FILE).is_file():
             last, history, best = self._load_state()
             start = last + 1
@@ -280,7 +284,8 @@ class Trainer:
             self.cache_features()
         for epoch in range(start, cfg.epochs):
             train_stats = self._train_epoch(epoch)
-            val = metrics.evaluate(*self._val_predictions())
+            predictions = self._val_predictions()
+            val = metrics.evaluate(predictions["score"], predictions["mos"])
             row = {
                 "epoch": epoch + 1,
                 **{f"train_{k}": v for k, v in train_stats.items()},
@@ -288,7 +293,7 @@ class Trainer:
             }
             history.append(row)
             if val["srcc"] > best["srcc"]:
-                best = {"epoch": epoch + 1, **val}
+                best, best_predictions = {"epoch": epoch + 1, **val}, predictions
                 if self.rank == 0:
                     save_prompts(self.model, self.out_dir / BEST_FILE, extra={"epoch": epoch + 1, "val": val})
             if self.rank == 0:
@@ -301,18 +306,21 @@ class Trainer:
             if self.on_epoch is not None:
                 self.on_epoch(row)
         return TrainResult(
-            best_epoch=best["epoch"], best_val=best, history=history, checkpoint=self.out_dir / BEST_FILE
+            best_epoch=best["epoch"],
+            best_val=best,
+            history=history,
+            checkpoint=self.out_dir / BEST_FILE,
+            best_val_predictions=best_predictions,
         )
 
-    def _val_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        pred = predict_scores(
+    def _val_predictions(self) -> dict[str, np.ndarray]:
+        return predict_scores(
             self.model,
             self.val_set,
             batch_size=self.config.batch_size * 2,
             device=self.device,
             workers=self.config.num_workers,
         )
-        return pred["score"], pred["mos"]
 
     def _train_epoch(self, epoch: int) -> dict:
         cfg = self.config

@@ -7,7 +7,8 @@ losses, backward, AdamW) and the scoring of a few evaluation images, and multipl
     training    splits x epochs x ceil(n_train / batch_size) steps x (step + batch loading)
                 (loading from disk in the first epoch, from the dataset's memory cache afterwards)
     cache       splits x n_train x train_crops crops x one no-grad crop   (frozen image tower only)
-    evaluation  splits x (epochs x n_val + n_val + n_test) images x test crops x one no-grad crop
+    evaluation  splits x (epochs x n_val + n_test) images x test crops x one no-grad crop
+                (the best epoch's validation scores are reused; zero-shot scores val and test once)
 
 The dry step changes nothing on disk (it trains a throwaway model); the numbers are wall-clock times on this
 machine, as noisy as its load. Model building, data loading between epochs and the bootstrap intervals are not counted.
@@ -70,8 +71,8 @@ class RuntimeEstimate:
 
     @property
     def eval_images(self) -> int:
-        """Evaluation images per split: validation after every epoch, then validation and test once more."""
-        return (self.epochs if self.trains else 0) * self.n_val + self.n_val + self.n_test
+        """Evaluation images per split: validation after every epoch (once for zero-shot), then test once."""
+        return (self.epochs if self.trains else 1) * self.n_val + self.n_test
 
     @property
     def eval_s(self) -> float:
