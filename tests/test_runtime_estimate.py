@@ -94,3 +94,18 @@ def test_several_runs_are_projected_one_row_each(table):
     assert frame.loc[zero, "steps per split"] == 0
     assert (frame["seconds"] > 0).all()
     assert frame.attrs["summary"].startswith("projected runtime of 2 run(s) on micro: ")
+
+
+def test_arms_that_differ_only_in_their_training_fraction_share_one_dry_step(table, monkeypatch):
+    from mmpiqa.workbook import runtime_estimate
+
+    timed = []
+    measure = runtime_estimate.estimate_runtime
+    monkeypatch.setattr(runtime_estimate, "estimate_runtime", lambda c, t: timed.append(c) or measure(c, t))
+    full = _config(visual_depth=1)
+    fifth = full.replace(data=full.data.replace(train_fraction=0.2))
+    frame = project([full, fifth], table)
+    assert timed == [full]
+    steps = frame["steps per split"].tolist()
+    assert steps == [2 * math.ceil(75 / 16), 2 * math.ceil(15 / 16)]  # a fifth of one content's 75 images
+    assert frame["seconds"].iloc[1] < frame["seconds"].iloc[0]  # the same unit costs, fewer steps

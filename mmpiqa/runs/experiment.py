@@ -83,18 +83,22 @@ def crop_policies(data: DataConfig, model: PromptedCLIP) -> tuple[CropPolicy, Cr
     return train, test
 
 
+def training_images(split: Split, data: DataConfig) -> list[str]:
+    """The images a run trains on in `split`: its training part, or the `data.train_fraction` subset of it."""
+    if data.train_fraction is None:
+        return split.train
+    return subsample_train(split, fraction=data.train_fraction, seed=split.seed).train
+
+
 def part_datasets(
     table: pd.DataFrame, split: Split, data: DataConfig, model: PromptedCLIP, seed: int
 ) -> dict[str, IQADataset]:
     """train / val / test datasets of one split, labels mapped onto the model's class lists."""
     train_policy, test_policy = crop_policies(data, model)
-    train_names = split.train
-    if data.train_fraction is not None:
-        train_names = subsample_train(split, fraction=data.train_fraction, seed=split.seed).train
     common = dict(scene_classes=model.config.scenes, distortion_classes=model.config.distortions)
     return {
         # epoch fixed at 0: the training pool of crops is drawn once; the trainer picks one per epoch
-        "train": IQADataset(table, train_names, train_policy, seed=seed, **common),
+        "train": IQADataset(table, training_images(split, data), train_policy, seed=seed, **common),
         "val": IQADataset(table, split.val, test_policy, **common),
         "test": IQADataset(table, split.test, test_policy, **common),
     }

@@ -16,6 +16,7 @@ machine, as noisy as its load. Model building, data loading between epochs and t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ import torch
 from torch.utils.data import Subset, default_collate
 
 from mmpiqa.config import RunConfig
-from mmpiqa.data.splits import make_splits
+from mmpiqa.data.splits import Split, make_splits
 from mmpiqa.model.prompted_clip import build_model
-from mmpiqa.runs.experiment import part_datasets
+from mmpiqa.runs.experiment import part_datasets, training_images
 from mmpiqa.train.trainer import Trainer, autocast, resolve_device, seed_everything
 
 
@@ -130,13 +131,7 @@ def estimate_runtime(
     part, and one evaluation batch of `eval_batch` validation images with all their crops (default: 2 x batch_size,
     the batch `predict_scores` uses) without gradient. Nothing is written."""
     device = resolve_device(config.train.device)
-    split = make_splits(
-        table,
-        n_splits=1,
-        seed=config.data.split_seed,
-        fractions=config.data.fractions,
-        by=config.data.protocol,
-    )[0]
+    split = _first_split(config, table)
     seed_everything(config.train.seed)
     model = build_model(config.model, device=device)
     parts = part_datasets(table, split, config.data, model, config.train.seed)
@@ -189,6 +184,11 @@ def estimate_runtime(
     )
 
 
+def _first_split(config: RunConfig, table: pd.DataFrame) -> Split:
+    d = config.data
+    return make_splits(table, n_splits=1, seed=d.split_seed, fractions=d.fractions, by=d.protocol)[0]
+
+
 def _step_time(trainer: Trainer, batch: dict, steps: int, warmup: int) -> float:
     """Median seconds of `trainer.step` on `batch`."""
     timings = []
@@ -202,14 +202,23 @@ def _step_time(trainer: Trainer, batch: dict, steps: int, warmup: int) -> float:
 
 
 def project(configs: list[RunConfig], table: pd.DataFrame) -> pd.DataFrame:
-    """The projected runtime of several runs (an ablation's arms) on this machine, one dry step each.
+    """The projected runtime of several runs (an ablation's arms) on this machine, one dry step per distinct
+    run (arms that differ only in their training fraction share one).
 
     One row per config (run folder name, training steps per split, seconds); ``frame.attrs["summary"]`` is a line with the
     total to print before the long cell. Runs whose folders are complete are read back, not re-run, so the total
     is the worst case (nothing there yet)."""
     rows = []
+    measured: dict[str, RuntimeEstimate] = {}
     for config in configs:
-        estimate = estimate_runtime(config, table)
+        # the unit costs do not depend on how many training images a run uses: arms that differ only in
+        # data.train_fraction (a data-efficiency study) share one dry step and differ in their counts
+        costs = config.replace(data=config.data.replace(train_fraction=None)).key()
+        if costs in measured:
+            n_train = len(training_images(_first_split(config, table), config.data))
+            estimate = dataclasses.replace(measured[costs], n_train=n_train)
+        else:
+            estimate = measured[costs] = estimate_runtime(config, table)
         run = f"{config.name}-{config.key()}"  # the run folder's name: unique, unlike the arm's name
         rows.append({"run": run, "steps per split": estimate.steps, "seconds": estimate.total_s})
     frame = pd.DataFrame(rows).set_index("run")
