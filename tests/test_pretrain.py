@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import open_clip
@@ -116,6 +117,8 @@ def test_recipe_is_validated():
         PretrainConfig(highpass_stem=-1.0)
     with pytest.raises(ConfigError, match="bank_scale"):
         PretrainConfig(bank_scale=500.0)
+    with pytest.raises(ConfigError, match="chroma_stem"):
+        PretrainConfig(chroma_stem=math.nan)
 
 
 def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():
@@ -128,6 +131,23 @@ def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():
     assert torch.equal(stem[half:], plain[half:])  # the colour half is open_clip's init
     centred = plain[:half] - plain[:half].mean(dim=(2, 3), keepdim=True)
     torch.testing.assert_close(stem[:half], 4.0 * centred)
+
+
+def test_chroma_stem_starts_a_quarter_of_the_patch_filters_blind_to_grey_levels():
+    plain = new_model(PretrainConfig(highpass_stem=4.0, **MICRO)).visual.conv1.weight
+    stem = new_model(PretrainConfig(highpass_stem=4.0, chroma_stem=2.0, **MICRO)).visual.conv1.weight
+    half, quarter = plain.shape[0] // 2, plain.shape[0] // 4
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+
+    def response(rgb: tuple[float, float, float]) -> torch.Tensor:  # a flat patch, normalised as the model sees it
+        patch = torch.tensor(rgb).view(1, 3, 1, 1).expand(1, 3, *plain.shape[2:])
+        return F.conv2d((patch - mean) / std, stem).flatten()[half : half + quarter]
+
+    dark, light = response((0.1, 0.1, 0.1)), response((0.9, 0.9, 0.9))
+    torch.testing.assert_close(dark, light, atol=1e-4, rtol=0)  # any grey level: the same constant
+    assert (response((0.9, 0.2, 0.2)) - light).abs().max() > 0.1  # a colour is answered
+    assert torch.equal(stem[:half], plain[:half]) and torch.equal(stem[half + quarter :], plain[half + quarter :])
 
 
 def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():

@@ -64,6 +64,7 @@ class PretrainConfig(ConfigBase):
     checkpoint_every: int = 100  # steps between resumable checkpoints
     corpus_contents: int = 0  # 0: a fresh content for every item group; n: cycle through n contents (tests)
     highpass_stem: float = 0.0  # >0: half the patch-embedding filters start zero-mean, scaled by this gain
+    chroma_stem: float = 0.0  # >0: a quarter start blind to grey levels (colour only), scaled by this gain
     bank_scale: float = 0.0  # >0: a fixed logit scale for the caption-bank term; 0: the model's learnable one
     freeze_stem: bool = False  # keep the patch embedding at its init (random features keep texture; README)
     frozen_blocks: int = 0  # keep the first k blocks of the image tower at their init too
@@ -79,8 +80,10 @@ class PretrainConfig(ConfigBase):
             raise ConfigError(f"batch_size={self.batch_size} must be a multiple of versions={self.versions}")
         if not 0 < self.patch_keep <= 1 or not 0 <= self.full_patches_from <= 1:
             raise ConfigError("patch_keep in (0, 1] and full_patches_from in [0, 1] are required")
-        if not (math.isfinite(self.highpass_stem) and self.highpass_stem >= 0):
-            raise ConfigError(f"highpass_stem={self.highpass_stem}: 0 (open_clip's init) or a positive gain")
+        for name in ("highpass_stem", "chroma_stem"):
+            gain = getattr(self, name)
+            if not (math.isfinite(gain) and gain >= 0):
+                raise ConfigError(f"{name}={gain}: 0 (open_clip's init) or a positive gain")
         if not (math.isfinite(self.bank_scale) and 0 <= self.bank_scale <= 100):
             raise ConfigError(
                 f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]"
@@ -136,6 +139,8 @@ def new_model(config: PretrainConfig) -> nn.Module:
         model = open_clip.create_model(registry_name(config.backbone), pretrained=None)
     if config.highpass_stem:
         highpass_stem(model.visual.conv1.weight, config.highpass_stem)
+    if config.chroma_stem:
+        chroma_stem(model.visual.conv1.weight, config.chroma_stem)
     model.requires_grad_(True)
     # A random patch embedding passes texture on (a ridge probe reads noise from random tokens, not from trained
     # ones); frozen, contrastive training cannot turn it into a colour-only stem.
@@ -158,6 +163,23 @@ def highpass_stem(weight: torch.Tensor, gain: float) -> None:
     half = weight.shape[0] // 2
     weight[:half] -= weight[:half].mean(dim=(2, 3), keepdim=True)
     weight[:half] *= gain
+
+
+@torch.no_grad()
+def chroma_stem(weight: torch.Tensor, gain: float) -> None:
+    """Make the third quarter of the patch-embedding filters (out, 3, p, p) blind to grey levels, and louder.
+
+    With the high-pass half frozen, brightness and saturation reach the tower only through the random quarter
+    left, mixed with everything else (a frozen front end read them at about 0 on photos: README). At every pixel
+    these filters' three colour weights are made orthogonal to a grey step as the model sees it, (1/std_R,
+    1/std_G, 1/std_B) after open_clip's normalisation, so a grey patch of any level gives them one constant and
+    what they answer is colour: tint and saturation. The last quarter keeps open_clip's init (brightness)."""
+    half, quarter = weight.shape[0] // 2, weight.shape[0] // 4
+    grey = 1.0 / torch.tensor(open_clip.OPENAI_DATASET_STD, dtype=weight.dtype, device=weight.device)
+    filters = weight[half : half + quarter]
+    along_grey = torch.einsum("ocij,c->oij", filters, grey) / (grey @ grey)
+    filters -= along_grey[:, None] * grey[None, :, None, None]
+    filters *= gain
 
 
 def _image_size(model: nn.Module) -> int:
