@@ -34,8 +34,8 @@ def test_teaching_clip_zero_shot_beats_random_weights(tmp_path):
         scores[pretrained] = run(config, tmp_path, table=table, progress=False, echo=False).summary()[
             "median"
         ]
-    # measured on the small benchmark's test content: 0.44 (teaching CLIP) vs -0.25 (random weights)
-    assert scores["synthetic"] > scores[None] + 0.4, scores
+    # measured on the small benchmark's test content: 0.56 (teaching CLIP) vs -0.25 (random weights)
+    assert scores["synthetic"] > scores[None] + 0.6, scores
 
 
 @pytest.fixture(scope="module")
