@@ -170,7 +170,8 @@ def chroma_stem(weight: torch.Tensor, gain: float) -> None:
     """Make the third quarter of the patch-embedding filters (out, 3, p, p) blind to grey levels, and louder.
 
     With the high-pass half frozen, brightness and saturation reach the tower only through the random quarter
-    left, mixed with everything else (a frozen front end read them at about 0 on photos: README). At every pixel
+    left, mixed with everything else (the 1,000-step frozen-front-end file read them at about 0 on photos, the
+    3,000-step one at 0.17-0.33: README). At every pixel
     these filters' three colour weights are made orthogonal to a grey step as the model sees it, (1/std_R,
     1/std_G, 1/std_B) after open_clip's normalisation, so a grey patch of any level gives them one constant and
     what they answer is colour: tint and saturation. The last quarter keeps open_clip's init (brightness)."""
