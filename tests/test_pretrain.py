@@ -211,6 +211,23 @@ def test_resume_reaches_exactly_the_uninterrupted_weights(tmp_path):
     assert file_sha256(straight.weights) == file_sha256(resumed.weights)
 
 
+def test_cpu_time_is_recorded_across_a_resume_and_left_unknown_where_a_state_never_kept_it(tmp_path):
+    config = PretrainConfig(steps=4, **MICRO)
+    pretrain(config, tmp_path / "a", stop_after=2, progress=False)
+    paused = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)
+    assert paused["cpu_seconds"] > 0
+    pretrain(config, tmp_path / "a", progress=False)
+    assert torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)["cpu_seconds"] > paused["cpu_seconds"]
+    assert json.loads((tmp_path / "a" / PROVENANCE_FILE).read_text())["cpu_minutes"] >= 0
+    # a state written before CPU time was kept: the run resumes, and its provenance says "not measured"
+    pretrain(config, tmp_path / "b", stop_after=2, progress=False)
+    old = torch.load(tmp_path / "b" / STATE_FILE, weights_only=True)
+    del old["cpu_seconds"]
+    torch.save(old, tmp_path / "b" / STATE_FILE)
+    pretrain(config, tmp_path / "b", progress=False)
+    assert json.loads((tmp_path / "b" / PROVENANCE_FILE).read_text())["cpu_minutes"] is None
+
+
 def test_a_finished_run_is_exported_once_so_shipping_it_later_keeps_its_provenance(tmp_path):
     config = PretrainConfig(steps=2, **MICRO)
     first = pretrain(config, tmp_path, progress=False)

@@ -318,13 +318,16 @@ def pretrain(
     model.train()
     tokenizer = open_clip.get_tokenizer(registry_name(config.backbone))
     optimizer = _optimizer(model, config)
-    step, history, seconds = 0, [], 0.0
+    # wall seconds (what a reader waits) and process CPU seconds summed over threads (what the run cost: a shared
+    # or paused machine inflates the first, not the second); a state saved before CPU time was kept has none
+    step, history, seconds, cpu_seconds = 0, [], 0.0, 0.0
     state_path = folder / STATE_FILE
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, seconds = int(state["step"]), float(state["seconds"])
+        cpu_seconds = state.get("cpu_seconds")
         history = json.loads((folder / "history.json").read_text())[:step]
     size = _image_size(model)
     quality, groups = bank_captions()
@@ -337,7 +340,7 @@ def pretrain(
 
         bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step")
     while step < last:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config.steps, config.warmup)
         with torch.random.fork_rng(devices=[]):
@@ -350,6 +353,8 @@ def pretrain(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         seconds += time.perf_counter() - start
+        if cpu_seconds is not None:
+            cpu_seconds += time.process_time() - cpu_start
         step += 1
         history.append(
             {"step": step, "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2), **parts}
@@ -358,25 +363,29 @@ def pretrain(
             bar.update(1)
             bar.set_postfix(loss=f"{parts['contrastive']:.3f}", acc=f"{parts['retrieval_acc']:.2f}")
         if step % config.checkpoint_every == 0 or step == last:
-            _checkpoint(folder, model, optimizer, step, seconds, history)
+            _checkpoint(folder, model, optimizer, step, seconds, cpu_seconds, history)
     if bar is not None:
         bar.close()
     # a finished run is exported once, by the call that trained its last step: exporting again (e.g. to --ship
     # it later) would record the machine of that later call in the provenance
     if export and step >= config.steps and (trained or not (folder / PROVENANCE_FILE).is_file()):
-        export_weights(folder, model, config, history, seconds)
+        export_weights(folder, model, config, history, seconds, cpu_seconds)
     exported = step >= config.steps and (folder / PROVENANCE_FILE).is_file()
     weights = folder / WEIGHTS_FILE if exported else None
     return PretrainResult(folder=folder, weights=weights, history=history, steps_done=step)
 
 
-def _checkpoint(folder: Path, model, optimizer, step: int, seconds: float, history: list[dict]) -> None:
+def _checkpoint(
+    folder: Path, model, optimizer, step: int, seconds: float, cpu_seconds: float | None, history: list[dict]
+) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
         "seconds": seconds,
     }
+    if cpu_seconds is not None:
+        state["cpu_seconds"] = cpu_seconds
     # history first: a crash between the two writes leaves a longer history, which resume cuts to `step`
     atomic_write_text(folder / "history.json", json.dumps(history))
     atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp))
@@ -414,7 +423,12 @@ def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path
 
 
 def export_weights(
-    folder: Path, model: nn.Module, config: PretrainConfig, history: list[dict], seconds: float
+    folder: Path,
+    model: nn.Module,
+    config: PretrainConfig,
+    history: list[dict],
+    seconds: float,
+    cpu_seconds: float | None = None,
 ):
     """fp16 safetensors of the whole CLIP (what open_clip loads) and a provenance record beside it."""
     from safetensors.torch import save_file
@@ -442,6 +456,8 @@ def export_weights(
             for k in ("contrastive", "retrieval_acc", "quality_corr")
         },
         "train_minutes": round(seconds / 60, 1),
+        # CPU time of this process summed over its threads (null: resumed from a state that did not keep it)
+        "cpu_minutes": None if cpu_seconds is None else round(cpu_seconds / 60, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"open_clip {open_clip.__version__}",
         "sha256": file_sha256(weights),
