@@ -483,7 +483,9 @@ def paired_test(a: Any, b: Any, alternative: str = "two-sided") -> dict[str, Any
     else:
         res = stats.wilcoxon(d, zero_method="wilcox", alternative=alternative, method="approx")
         out["p_wilcoxon"], out["wilcoxon_method"] = float(res.pvalue), "approx"
-    if np.ptp(d) == 0:  # constant non-zero difference: t = +-inf
+    # constant non-zero difference (up to round-off: 0.1 - 0.3 and 0.3 - 0.5 differ in the 17th digit): t = +-inf,
+    # where scipy would warn of catastrophic cancellation and return a p from noise
+    if np.ptp(d) <= 1e-12 * np.abs(d).max():
         inf_p = {"two-sided": 0.0, "greater": 0.0 if d[0] > 0 else 1.0, "less": 0.0 if d[0] < 0 else 1.0}
         out["p_ttest"] = inf_p[alternative]
     else:

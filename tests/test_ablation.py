@@ -216,6 +216,9 @@ def test_ablation_heatmap_annotates_median_and_ci(tmp_path):
     assert len(texts) == 4 and all("\n[" in t for t in texts)
     assert f"{table['srcc'].iloc[0]:.3f}" in texts[0] and "zero-shot 0.050" in ax.get_title()
     assert [t.get_text() for t in ax.get_yticklabels()] == ["quality", "quality+scene"]
+    low, high = ax.collections[0].get_clim()
+    assert (low + high) / 2 == pytest.approx(0.05)  # the baseline is the colour map's centre
+    assert high >= table["srcc"].max()
     plt.close("all")
 
 

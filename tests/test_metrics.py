@@ -305,6 +305,10 @@ def test_paired_test_degenerate_and_bad_input():
     assert same["p_wilcoxon"] == 1.0 and same["p_ttest"] == 1.0 and same["n_ties"] == 3
     shift = M.paired_test([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])  # constant non-zero difference
     assert shift["p_ttest"] == 0.0 and shift["p_wilcoxon"] == pytest.approx(2 / 2**3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy would warn of catastrophic cancellation here
+        rounded = M.paired_test([0.1, 0.3], [0.3, 0.5])  # differences equal but for round-off
+    assert 0.1 - 0.3 != 0.3 - 0.5 and rounded["p_ttest"] == 0.0
     with pytest.raises(ValueError, match="same splits"):
         M.paired_test([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="at least 2 splits"):

@@ -426,12 +426,19 @@ def ablation_heatmap(
         ci = "" if np.isnan(lo) else f"\n[{lo:.2f}, {hi:.2f}]"
         annot[i, j] = "" if np.isnan(value) else f"{value:.3f}{ci}"
     ax = ax or plt.subplots(figsize=(1.9 * len(order_c) + 3, 0.9 * len(order_r) + 1.5))[1]
+    values = grid.to_numpy(dtype=float)
+    limits = {}
+    if baseline is not None and np.isfinite(values).any():
+        # the baseline at the map's centre via symmetric limits (seaborn's own `center` calls a deprecated
+        # matplotlib API); the floor keeps a grid equal to its baseline drawable
+        reach = max(float(np.nanmax(np.abs(values - baseline))), 1e-3)
+        limits = {"vmin": baseline - reach, "vmax": baseline + reach}
     sns.heatmap(
         grid.astype(float),
         annot=annot,
         fmt="",
         cmap="vlag",
-        center=baseline,
+        **limits,
         linewidths=0.5,
         cbar_kws={"label": f"test {metric.upper()} (median over splits)"},
         ax=ax,
