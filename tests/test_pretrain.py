@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -275,6 +276,12 @@ def test_shipped_weights_match_their_checksum_and_provenance():
         assert file_sha256(WEIGHTS_DIR / f"{stem}.safetensors") == provenance["sha256"]
         assert provenance["recipe"]["backbone"] == name
         assert PretrainConfig.from_dict(provenance["recipe"])  # the recipe is one `mmpiqa pretrain` can run
+
+
+def test_the_committed_recipe_file_is_the_shipped_teaching_clips_recipe():
+    # the README remakes the shipped file with `mmpiqa pretrain --config params/pretrain_teaching_clip.yaml`
+    committed = PretrainConfig.load(Path(__file__).parents[1] / "params" / "pretrain_teaching_clip.yaml")
+    assert committed == PretrainConfig.from_dict(offline_provenance("tiny", "synthetic")["recipe"])
 
 
 def test_teaching_clip_loads_by_tag_and_says_what_it_is():
