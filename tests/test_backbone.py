@@ -64,6 +64,19 @@ def test_local_checkpoint_file_and_folder(tmp_path):
         )
 
 
+def test_a_tag_is_not_shadowed_by_a_folder_of_that_name(tmp_path, monkeypatch):
+    # a stray `synthetic/` in the working folder must not stand in for the shipped, checksummed weights
+    source, _ = load_backbone("micro", seed=7)
+    (tmp_path / "synthetic").mkdir()
+    save_file(source.state_dict(), str(tmp_path / "synthetic" / "open_clip_model.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    shipped, identity = load_backbone("tiny", "synthetic")
+    assert identity.pretrained == "synthetic"
+    assert not torch.equal(shipped.visual.conv1.weight, load_backbone("tiny")[0].visual.conv1.weight)
+    local, _ = load_backbone("micro", "./synthetic")  # spelled as a path, the folder is what loads
+    assert torch.equal(local.visual.conv1.weight, source.visual.conv1.weight)
+
+
 def test_missing_local_path_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_backbone("micro", str(tmp_path / "nothing.safetensors"))

@@ -143,14 +143,17 @@ def _verified(path: Path, size: int, mtime: float, expected: str) -> bool:
 def offline_weights(name: str, tag: str) -> Path:
     """The shipped weights file of an offline tag, checked against the checksum in its provenance."""
     path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.safetensors"
-    expected = offline_provenance(name, tag)["sha256"]
+    expected = offline_provenance(name, tag).get("sha256")
+    if not expected:
+        raise WeightsUnavailable(f"{path.with_suffix('.json')}: no sha256 recorded; reinstall mmpiqa")
     if not path.is_file():
         raise WeightsUnavailable(f"{path}: the weights of '{name}/{tag}' are missing; reinstall mmpiqa")
     stat = path.stat()
     if not _verified(path, stat.st_size, stat.st_mtime, expected):
         raise WeightsUnavailable(
             f"{path}: checksum differs from the one recorded in its provenance ({expected[:12]}…): the file is "
-            f"damaged or was replaced. Reinstall mmpiqa, or remake it with the recorded `mmpiqa pretrain` command."
+            f"damaged or was replaced. Reinstall mmpiqa, or remake it with `mmpiqa pretrain --config "
+            f"params/pretrain_teaching_clip.yaml --ship {path.stem}` (its recipe is also in the provenance)."
         )
     return path
 
@@ -199,12 +202,14 @@ def _resolve_local(name: str, path: Path) -> tuple[str, str | None]:
     )
 
 
-def _looks_like_path(pretrained: str) -> bool:
-    return (
-        os.sep in pretrained
-        or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors"))
-        or Path(pretrained).exists()
-    )
+def _looks_like_path(name: str, pretrained: str) -> bool:
+    if os.sep in pretrained or pretrained.endswith((".bin", ".pt", ".pth", ".safetensors")):
+        return True
+    # a bare word is a tag when it names one, even if the working folder happens to hold a file of that name:
+    # otherwise a stray `synthetic/` would load unchecked weights under the shipped file's name (`./x` is a path)
+    tags = {tag for (model, tag) in OFFLINE_TAGS if model == name}
+    tags.update(open_clip.list_pretrained_tags_by_model(registry_name(name)))
+    return pretrained not in tags and Path(pretrained).exists()
 
 
 def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Module:
@@ -213,7 +218,7 @@ def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Mod
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else 0)
             return open_clip.create_model(registry_name(name), pretrained=None)
-    if _looks_like_path(pretrained):
+    if _looks_like_path(name, pretrained):
         path = Path(pretrained).expanduser()
         if not path.exists():
             raise MissingFileError(
