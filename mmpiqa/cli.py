@@ -143,6 +143,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
     data.update(parse_assignments(args.set or []))
     config = PretrainConfig.from_dict(data, where="pretrain recipe")
+    if args.ship and args.stop_after is not None and args.stop_after < config.steps:
+        raise ConfigError(
+            f"--ship with --stop-after {args.stop_after}: only a run that reaches its last step "
+            f"({config.steps}) can be shipped; drop one of the two"
+        )
     result = pretrain(
         config, args.out, stop_after=args.stop_after, progress=not args.quiet, device=args.device
     )
@@ -156,10 +161,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"weights: {result.weights} (sha256 {provenance['sha256'][:12]}); provenance beside them")
         if args.ship:
             print(f"shipped into the package: {ship(result.folder, args.ship)}")
-    elif args.ship:
-        raise ConfigError(
-            f"--ship: the run in {result.folder} has not reached its last step; nothing shipped"
-        )
     return 0
 
 

@@ -13,6 +13,7 @@ caller would expect (`ValueError`, `OSError`, ...), so ``except ValueError`` kee
         CheckpointMismatch                     learned on another backbone or config
       WeightsUnavailable, UnsupportedBackbone  mmpiqa.model.backbone
       WriteError           mmpiqa.files           an output file could not be written (disk full, read-only, ...)
+      TrainingDiverged     mmpiqa.train.trainer   the loss became non-finite (lower the learning rate)
       MissingFileError     here                a file or folder the user named does not exist
 """
 

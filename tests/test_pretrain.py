@@ -22,6 +22,7 @@ from mmpiqa.data.corpus import (
     PRETRAIN_FAMILIES,
     corpus_item,
 )
+from mmpiqa.errors import InputError
 from mmpiqa.model.backbone import (
     OFFLINE_TAGS,
     WEIGHTS_DIR,
@@ -30,6 +31,7 @@ from mmpiqa.model.backbone import (
     offline_provenance,
     tokenizer_for,
 )
+from mmpiqa.model.checkpoint import CheckpointError
 from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
     STATE_FILE,
@@ -40,9 +42,10 @@ from mmpiqa.train.pretrain import (
     new_model,
     pretrain,
     quality_targets,
+    ship,
     train_step,
 )
-from mmpiqa.train.trainer import lr_factor
+from mmpiqa.train.trainer import TrainingDiverged, lr_factor
 
 MICRO = dict(backbone="micro", batch_size=8, versions=4, checkpoint_every=3, warmup=0.1)
 
@@ -112,7 +115,7 @@ def test_schedule_warms_up_then_decays_to_zero():
 def test_recipe_is_validated():
     with pytest.raises(ConfigError, match="pretraining is for"):
         PretrainConfig(backbone="ViT-B-16")
-    with pytest.raises(ConfigError, match="multiple of versions"):
+    with pytest.raises(ConfigError, match="versions=4: a divisor of batch_size=10"):
         PretrainConfig(batch_size=10, versions=4)
     with pytest.raises(ConfigError, match="highpass_stem"):
         PretrainConfig(highpass_stem=-1.0)
@@ -120,6 +123,17 @@ def test_recipe_is_validated():
         PretrainConfig(bank_scale=500.0)
     with pytest.raises(ConfigError, match="chroma_stem"):
         PretrainConfig(chroma_stem=math.nan)
+    # each of these once crashed deep in a run, or trained to nan weights that were exported and checksummed
+    for field, value in [
+        ("seed", -1),
+        ("versions", 0),
+        ("warmup", 5.0),
+        ("quality_sigma", 0.0),
+        ("bank_weight", math.nan),
+        ("weight_decay", math.inf),
+    ]:
+        with pytest.raises(ConfigError, match=field):
+            PretrainConfig(**{**MICRO, field: value})
 
 
 def test_highpass_stem_starts_half_the_patch_filters_blind_to_flat_colour():
@@ -141,14 +155,18 @@ def test_chroma_stem_starts_a_quarter_of_the_patch_filters_blind_to_grey_levels(
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
-    def response(rgb: tuple[float, float, float]) -> torch.Tensor:  # a flat patch, normalised as the model sees it
+    def response(
+        rgb: tuple[float, float, float],
+    ) -> torch.Tensor:  # a flat patch, normalised as the model sees it
         patch = torch.tensor(rgb).view(1, 3, 1, 1).expand(1, 3, *plain.shape[2:])
         return F.conv2d((patch - mean) / std, stem).flatten()[half : half + quarter]
 
     dark, light = response((0.1, 0.1, 0.1)), response((0.9, 0.9, 0.9))
     torch.testing.assert_close(dark, light, atol=1e-4, rtol=0)  # any grey level: the same constant
     assert (response((0.9, 0.2, 0.2)) - light).abs().max() > 0.1  # a colour is answered
-    assert torch.equal(stem[:half], plain[:half]) and torch.equal(stem[half + quarter :], plain[half + quarter :])
+    assert torch.equal(stem[:half], plain[:half]) and torch.equal(
+        stem[half + quarter :], plain[half + quarter :]
+    )
 
 
 def test_bank_scale_replaces_the_model_scale_in_the_bank_term_only():
@@ -177,7 +195,9 @@ def test_frozen_stem_and_blocks_keep_their_init_and_the_rest_trains(tmp_path):
     before = new_model(config).state_dict()
     pretrain(config, tmp_path, progress=False, export=False)
     after = torch.load(tmp_path / STATE_FILE, weights_only=True)["model"]
-    frozen = {k for k in before if k == "visual.conv1.weight" or k.startswith("visual.transformer.resblocks.0.")}
+    frozen = {
+        k for k in before if k == "visual.conv1.weight" or k.startswith("visual.transformer.resblocks.0.")
+    }
     assert len(frozen) > 1
     for name in before:
         # frozen weights are not even decayed; every trainable one moved
@@ -240,6 +260,57 @@ def test_a_finished_run_is_exported_once_so_shipping_it_later_keeps_its_provenan
     assert json.loads((tmp_path / PROVENANCE_FILE).read_text())["machine"] == "the machine that trained it"
 
 
+def test_a_diverging_run_stops_before_the_bad_step_and_exports_nothing(tmp_path, monkeypatch):
+    import mmpiqa.train.pretrain as module
+
+    real = module.train_step
+
+    def nan_at_step_5(model, tokenizer, config, step, *args):
+        parts = real(model, tokenizer, config, step, *args)
+        if step == 4:
+            parts["loss"] = parts["loss"] * math.nan
+        return parts
+
+    monkeypatch.setattr(module, "train_step", nan_at_step_5)
+    config = PretrainConfig(steps=6, **{**MICRO, "checkpoint_every": 2})
+    with pytest.raises(TrainingDiverged, match="step 5 is not finite.*lower lr.*checkpoint holds step 4"):
+        pretrain(config, tmp_path, progress=False)
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert state["step"] == 4 and all(v.isfinite().all() for v in state["model"].values())
+    assert not (tmp_path / WEIGHTS_FILE).exists() and not (tmp_path / PROVENANCE_FILE).exists()
+
+
+def test_bad_device_and_damaged_run_folders_are_named(tmp_path):
+    config = PretrainConfig(steps=2, **MICRO)
+    with pytest.raises(ConfigError, match="device='cdua'"):
+        pretrain(config, tmp_path / "typo", device="cdua", progress=False)
+    assert not (tmp_path / "typo").exists()  # refused before anything was written
+    pretrain(config, tmp_path / "run", stop_after=1, progress=False)
+    (tmp_path / "run" / "history.json").unlink()
+    with pytest.raises(InputError, match="history.json is missing"):
+        pretrain(config, tmp_path / "run", progress=False)
+    (tmp_path / "run" / STATE_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="state.pt: not a checkpoint of this recipe"):
+        pretrain(config, tmp_path / "run", progress=False)
+
+
+def test_ship_refuses_weights_that_do_not_match_their_provenance(tmp_path):
+    pretrain(PretrainConfig(steps=1, **MICRO), tmp_path / "run", progress=False)
+    weights = tmp_path / "run" / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-1] + b"x")
+    with pytest.raises(CheckpointError, match="checksum is not the one"):
+        ship(tmp_path / "run", "tiny-test", weights_dir=tmp_path / "package")
+    assert not list((tmp_path / "package").glob("*"))
+
+
+def test_the_provenance_command_names_every_recipe_field_and_the_machine(tmp_path):
+    config = PretrainConfig(steps=1, **MICRO)
+    pretrain(config, tmp_path, progress=False)
+    provenance = json.loads((tmp_path / PROVENANCE_FILE).read_text())
+    assert all(f"--set {field}=" in provenance["command"] for field in config.to_dict())
+    assert "--device" not in provenance["command"] and provenance["machine"].startswith("cpu, ")
+
+
 def test_another_recipe_in_the_same_folder_is_refused(tmp_path):
     pretrain(PretrainConfig(steps=1, **MICRO), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="another recipe"):
@@ -267,6 +338,11 @@ def test_cli_pretrain_runs_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "2/2 steps" in out and "sha256" in out
+    assert (
+        main([*args, "--set", "steps=3", "--stop-after", "1", "--ship", "x"]) == 2
+    )  # refused before training
+    assert "--ship with --stop-after 1" in capsys.readouterr().err
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["step"] == 2
 
 
 # --- the shipped teaching CLIP --------------------------------------------------------------------------------

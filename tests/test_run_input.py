@@ -176,6 +176,7 @@ def test_damaged_json_names_the_file(tmp_path, finished, capsys):
         ("data.crop_size=100000", "data.crop_size=100000: the backbone micro takes"),
         ("data.n_splits=100000", "n_splits=100000: between 1 and 1000"),
         ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
+        ("train.device=cdua", "device='cdua': 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_bad_settings_are_one_line_and_leave_nothing_behind(tmp_path, capsys, setting, message):

@@ -30,6 +30,20 @@ class CheckpointError(InputError, ValueError):
     """A file is not a usable prompt checkpoint (not one at all, damaged metadata, non-finite tensors)."""
 
 
+def read_json(path: Path):
+    """A JSON file of a run folder (a training or pretraining run); a missing or damaged one names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MissingFileError(
+            f"{path} is missing from its run folder; restore it, or delete {path.parent} to start the run over"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: not valid JSON ({error}); delete the file (a run folder rebuilds it) or restore it."
+        ) from error
+
+
 class CheckpointMismatch(CheckpointError):
     """The checkpoint was learned on another backbone or with another model config."""
 

@@ -18,24 +18,13 @@ A folder (or split folder) with its `metrics.json` is complete: it is read back,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmpiqa.config import RunConfig
 from mmpiqa.errors import MissingFileError
-from mmpiqa.model.checkpoint import CheckpointError
+from mmpiqa.model.checkpoint import read_json
 from mmpiqa.train.trainer import BEST_FILE, STATE_FILE
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file of a run folder; damage names the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{path}: not valid JSON ({error}); delete the file (a run folder rebuilds it) or restore it."
-        ) from error
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ embeddings of matching pairs are pulled together, the rest of the batch pushed a
   workbook's zero-shot readouts use ("a photo of {bad … perfect} quality.", "a photo of {group} artifacts."), with
   soft targets by distortion level. It is still image–text contrast, with more positives per caption.
 
-The corpus item of a step is fixed by (seed, step), and so is every random draw (patch dropout), so a run resumes
-from its last checkpoint to exactly the weights of an uninterrupted run. The result is exported as fp16
+The corpus item of a step is fixed by (seed, step), and so is every random draw (patch dropout), so on the CPU a
+run resumes from its last checkpoint to exactly the weights of an uninterrupted run (on CUDA, atomic adds in the
+backward pass round in varying order, so the same recipe lands close to, not exactly on, the same weights). The result is exported as fp16
 safetensors with a provenance record; `mmpiqa.model.backbone` loads it as ``backbone="tiny", pretrained="synthetic"``.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import platform
 import time
 from dataclasses import dataclass
@@ -37,7 +39,8 @@ from mmpiqa.errors import MissingFileError
 from mmpiqa.files import atomic_write, atomic_write_text
 from mmpiqa.labels import QUALITY_LEVELS
 from mmpiqa.model.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
-from mmpiqa.train.trainer import lr_factor
+from mmpiqa.model.checkpoint import CheckpointError, read_json
+from mmpiqa.train.trainer import TrainingDiverged, lr_factor, resolve_device
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.csv"
@@ -72,29 +75,34 @@ class PretrainConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.backbone not in OFFLINE_CONFIGS:
             raise ConfigError(f"backbone={self.backbone!r}: pretraining is for {sorted(OFFLINE_CONFIGS)}")
-        if self.steps < 1 or self.batch_size < 2 or self.checkpoint_every < 1 or self.corpus_contents < 0:
-            raise ConfigError(
-                "steps >= 1, batch_size >= 2, checkpoint_every >= 1 and corpus_contents >= 0 are required"
-            )
-        if self.batch_size % self.versions:
-            raise ConfigError(f"batch_size={self.batch_size} must be a multiple of versions={self.versions}")
-        if not 0 < self.patch_keep <= 1 or not 0 <= self.full_patches_from <= 1:
-            raise ConfigError("patch_keep in (0, 1] and full_patches_from in [0, 1] are required")
-        for name in ("highpass_stem", "chroma_stem"):
-            gain = getattr(self, name)
-            if not (math.isfinite(gain) and gain >= 0):
-                raise ConfigError(f"{name}={gain}: 0 (open_clip's init) or a positive gain")
-        if not (math.isfinite(self.bank_scale) and 0 <= self.bank_scale <= 100):
-            raise ConfigError(
-                f"bank_scale={self.bank_scale}: 0 (the model's logit scale) or a scale in (0, 100]"
-            )
         layers = open_clip.get_model_config(registry_name(self.backbone))["vision_cfg"]["layers"]
-        if not 0 <= self.frozen_blocks <= layers:
-            raise ConfigError(
-                f"frozen_blocks={self.frozen_blocks}: between 0 and the image tower's {layers} blocks"
-            )
-        if not (math.isfinite(self.lr) and self.lr > 0) or self.weight_decay < 0:
-            raise ConfigError(f"lr={self.lr} must be a positive number and weight_decay >= 0")
+        gain = "0 (open_clip's init) or a positive gain"
+        divides = self.versions >= 1 and self.batch_size % self.versions == 0
+        rules = {  # field: (valid, what is allowed); NaN fails every comparison
+            "steps": (self.steps >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 2, "at least 2"),
+            "versions": (
+                divides,
+                f"a divisor of batch_size={self.batch_size} (1 clean + versions - 1 damaged)",
+            ),
+            "seed": (self.seed >= 0, "a whole number >= 0"),
+            "checkpoint_every": (self.checkpoint_every >= 1, "at least 1"),
+            "corpus_contents": (self.corpus_contents >= 0, "0 (a fresh content per item group) or more"),
+            "lr": (0 < self.lr < math.inf, "a positive number such as 1e-3"),
+            "warmup": (0 <= self.warmup < 1, "a fraction of all steps in [0, 1)"),
+            "weight_decay": (0 <= self.weight_decay < math.inf, "a number >= 0"),
+            "patch_keep": (0 < self.patch_keep <= 1, "in (0, 1]"),
+            "full_patches_from": (0 <= self.full_patches_from <= 1, "in [0, 1]"),
+            "bank_weight": (0 <= self.bank_weight < math.inf, "a number >= 0"),
+            "quality_sigma": (0 < self.quality_sigma < math.inf, "a positive width in quality levels"),
+            "highpass_stem": (0 <= self.highpass_stem < math.inf, gain),
+            "chroma_stem": (0 <= self.chroma_stem < math.inf, gain),
+            "bank_scale": (0 <= self.bank_scale <= 100, "0 (the model's logit scale) or a scale in (0, 100]"),
+            "frozen_blocks": (0 <= self.frozen_blocks <= layers, f"0 to the image tower's {layers} blocks"),
+        }
+        for name, (valid, allowed) in rules.items():
+            if not valid:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: {allowed}")
 
 
 # --- captions of the bank -----------------------------------------------------------------------------------
@@ -218,12 +226,11 @@ def _optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimize
             continue
         plain = p.ndim < 2 or "embedding" in name or "logit_scale" in name
         (no_decay if plain else decay).append(p)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
 def train_step(
@@ -249,8 +256,8 @@ def train_step(
     contrastive = caption_contrastive_loss(image, text, scale, caption_id)
     bank = F.normalize(model.encode_text(bank_tokens.to(device)), dim=-1)
     # The five quality captions differ by one word and their embeddings stay nearly parallel (cosine ~0.97), so at the
-    # model's scale (~14) the logit gap between them is ~1. A fixed sharper scale was tried against that; measured, the
-    # text tower then hedges harder (README, "Recipes tried"), so the shipped recipe keeps the shared scale.
+    # model's scale (~14) the logit gap between them is ~1: `bank_scale` fixes a sharper one for this term (the
+    # shipped recipe: 50; README, "Recipes tried", measures it with and without the frozen front end).
     bank_scale = config.bank_scale or scale
     bank_logits = bank_scale * image @ bank.t()
     q_logits, g_logits = bank_logits[:, :n_quality], bank_logits[:, n_quality:]
@@ -261,8 +268,10 @@ def train_step(
     with torch.no_grad():
         hit = (image @ text.t()).argmax(dim=1) == caption_id
         values = torch.linspace(0, 1, n_quality, device=device)
-        expected = (q_logits.softmax(dim=1) @ values).cpu()
-        quality = labels["quality"].cpu()
+        expected = (q_logits.softmax(dim=1) @ values).cpu().numpy()
+        quality = labels["quality"].cpu().numpy()
+        # a batch of one quality level has no correlation
+        corr = float(np.corrcoef(expected, quality)[0, 1]) if len(set(quality)) > 1 else math.nan
     return {
         "loss": loss,
         "contrastive": contrastive.item(),
@@ -270,9 +279,7 @@ def train_step(
         "bank_group": g_loss.item(),
         "retrieval_acc": hit.float().mean().item(),
         "quality_acc": (q_logits.argmax(dim=1) == labels["quality"]).float().mean().item(),
-        "quality_corr": float(np.corrcoef(expected.numpy(), quality.numpy())[0, 1])
-        if quality.unique().numel() > 1
-        else float("nan"),
+        "quality_corr": corr,
         "logit_scale": scale.item(),
         "patch_keep": keep,
         "unique_captions": len(unique),
@@ -302,11 +309,14 @@ def pretrain(
     `stop_after` ends this call after that many steps of the recipe (a resumable pause, not a shorter recipe).
     `device` is where the model trains (corpus images are drawn on the CPU); it is not part of the recipe, but
     another device gives other rounding, so the provenance records the machine."""
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"stop_after={stop_after}: pause after step 1 or later (or leave it out)")
+    device = resolve_device(device)  # before anything is written: a bad device leaves no folder to clean up
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     recipe_file = folder / "recipe.json"
     if recipe_file.exists():
-        saved = PretrainConfig.from_dict(json.loads(recipe_file.read_text()), where=str(recipe_file))
+        saved = PretrainConfig.from_dict(read_json(recipe_file), where=str(recipe_file))
         if saved != config:
             raise ConfigError(
                 f"{folder} holds a pretraining run of another recipe ({recipe_file}); "
@@ -323,12 +333,23 @@ def pretrain(
     step, history, seconds, cpu_seconds = 0, [], 0.0, 0.0
     state_path = folder / STATE_FILE
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            message = (
+                f"not a checkpoint of this recipe ({type(error).__name__}: {error}); delete it to start over"
+            )
+            raise CheckpointError(f"{state_path}: {message}") from error
         step, seconds = int(state["step"]), float(state["seconds"])
         cpu_seconds = state.get("cpu_seconds")
-        history = json.loads((folder / "history.json").read_text())[:step]
+        history = read_json(folder / "history.json")
+        if not isinstance(history, list) or len(history) < step:
+            raise CheckpointError(
+                f"{folder / 'history.json'}: fewer steps than {state_path}; delete both to restart"
+            )
+        history = history[:step]
     size = _image_size(model)
     quality, groups = bank_captions()
     bank_tokens = tokenizer(quality + groups)
@@ -346,6 +367,11 @@ def pretrain(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 1_000_003 + step)  # patch dropout draws: fixed by (seed, step)
             parts = train_step(model, tokenizer, config, step, size, bank_tokens, len(quality))
+        if not torch.isfinite(parts["loss"]):
+            # stop before the step: the last checkpoint stays finite, and nothing non-finite is ever exported
+            terms = ", ".join(f"{k} {parts[k]:.4g}" for k in ("contrastive", "bank_quality", "bank_group"))
+            fix = f"lower lr (now {config.lr:g}) or bank_scale; the checkpoint holds step {step}"
+            raise TrainingDiverged(f"{folder}: the loss of step {step + 1} is not finite ({terms}): {fix}")
         optimizer.zero_grad(set_to_none=True)
         parts.pop("loss").backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -369,7 +395,7 @@ def pretrain(
     # a finished run is exported once, by the call that trained its last step: exporting again (e.g. to --ship
     # it later) would record the machine of that later call in the provenance
     if export and step >= config.steps and (trained or not (folder / PROVENANCE_FILE).is_file()):
-        export_weights(folder, model, config, history, seconds, cpu_seconds)
+        export_weights(folder, model, config, history, seconds, cpu_seconds, device)
     exported = step >= config.steps and (folder / PROVENANCE_FILE).is_file()
     weights = folder / WEIGHTS_FILE if exported else None
     return PretrainResult(folder=folder, weights=weights, history=history, steps_done=step)
@@ -403,20 +429,18 @@ def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path
         raise MissingFileError(
             f"{folder} holds no exported weights: run `mmpiqa pretrain` to its last step first"
         )
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / WEIGHTS_FILE, target / f"{stem}.safetensors")
-    shutil.copyfile(folder / PROVENANCE_FILE, target / f"{stem}.json")
-    history = json.loads((folder / "history.json").read_text())
-    columns = (
-        "step",
-        "lr",
-        "seconds",
-        "contrastive",
-        "bank_quality",
-        "bank_group",
-        "retrieval_acc",
-        "quality_corr",
-    )
+    recorded = read_json(folder / PROVENANCE_FILE).get("sha256")
+    if recorded != file_sha256(folder / WEIGHTS_FILE):
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE}: its checksum is not the one in {PROVENANCE_FILE}; nothing was shipped. "
+            f"Remake the run (delete {folder} and run the recipe again)"
+        )
+    # each file lands whole (a copy beside it, then a rename); the weights go first, so an interrupted ship is
+    # caught by the checksum check when the tag is loaded
+    for source, name in ((WEIGHTS_FILE, f"{stem}.safetensors"), (PROVENANCE_FILE, f"{stem}.json")):
+        atomic_write(target / name, lambda tmp, source=source: shutil.copyfile(folder / source, tmp))
+    history = read_json(folder / "history.json")
+    columns = "step lr seconds contrastive bank_quality bank_group retrieval_acc quality_corr".split()
     lines = [",".join(columns)] + [",".join(f"{h[c]:.5g}" for c in columns) for h in history]
     atomic_write_text(target / f"{stem}-history.csv", "\n".join(lines) + "\n")
     return target / f"{stem}.safetensors"
@@ -428,16 +452,17 @@ def export_weights(
     config: PretrainConfig,
     history: list[dict],
     seconds: float,
-    cpu_seconds: float | None = None,
+    cpu_seconds: float | None,
+    device: torch.device,
 ):
     """fp16 safetensors of the whole CLIP (what open_clip loads) and a provenance record beside it."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    weights = folder / WEIGHTS_FILE
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"recipe": config.to_json(indent=None)})
-    tmp.replace(weights)
+    weights = atomic_write(
+        folder / WEIGHTS_FILE,
+        lambda tmp: save_file(state, str(tmp), metadata={"recipe": config.to_json(indent=None)}),
+    )
     tail = history[-min(50, len(history)) :]
     provenance = {
         "what": (
@@ -451,20 +476,26 @@ def export_weights(
             "families": [f.name for f in PRETRAIN_FAMILIES],
             "pairs_seen": config.steps * config.batch_size,
         },
-        "final": {
-            k: float(np.nanmean([h[k] for h in tail]))
-            for k in ("contrastive", "retrieval_acc", "quality_corr")
+        "final": {  # a batch of one quality level has no correlation (nan): the only mean that skips gaps
+            "contrastive": float(np.mean([h["contrastive"] for h in tail])),
+            "retrieval_acc": float(np.mean([h["retrieval_acc"] for h in tail])),
+            "quality_corr": float(np.nanmean([h["quality_corr"] for h in tail])),
         },
         "train_minutes": round(seconds / 60, 1),
         # CPU time of this process summed over its threads (null: resumed from a state that did not keep it)
         "cpu_minutes": None if cpu_seconds is None else round(cpu_seconds / 60, 1),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"open_clip {open_clip.__version__}",
+        # where the call that finished the run trained (a run paused elsewhere records only its last leg)
+        "machine": f"{_device_name(device)}, {platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, open_clip {open_clip.__version__}",
         "sha256": file_sha256(weights),
+        # every field, so the command stays exact when a later version changes a default
         "command": f"mmpiqa pretrain --out {folder.name} "
-        + " ".join(
-            f"--set {k}={v}" for k, v in config.to_dict().items() if v != getattr(PretrainConfig(), k)
-        ),
+        + " ".join(f"--set {k}={v}" for k, v in config.to_dict().items())
+        + ("" if device.type == "cpu" else f" --device {device}"),
     }
     atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
     return weights
+
+
+def _device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type

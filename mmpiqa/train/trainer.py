@@ -29,8 +29,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from mmpiqa import metrics
-from mmpiqa.config import TrainConfig
+from mmpiqa.config import ConfigError, TrainConfig
 from mmpiqa.data.crops import merge_crops
+from mmpiqa.errors import InputError
 from mmpiqa.files import atomic_write
 from mmpiqa.model.checkpoint import save_prompts
 from mmpiqa.model.prompted_clip import PromptedCLIP
@@ -41,16 +42,21 @@ STATE_FILE = "last.safetensors"  # per-epoch training state (resume)
 BEST_FILE = "prompts.safetensors"  # best-on-val prompts (what evaluation and `predict` load)
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the epoch, step and the last good checkpoint."""
+class TrainingDiverged(InputError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the step, the last good checkpoint and the setting to
+    change (a learning rate too high for the data is the user's to fix, not a bug: one line, no traceback)."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'auto' (CUDA when available), or a device torch knows that exists here; else a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={name!r}: 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'")
+        raise ConfigError(f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'")
     return device
 
 

@@ -32,8 +32,9 @@ import seaborn as sns
 
 from mmpiqa import metrics
 from mmpiqa.config import RunConfig
+from mmpiqa.model.checkpoint import read_json
 from mmpiqa.runs.experiment import load_table, run, run_folder
-from mmpiqa.runs.folder import RunFolder, read_json
+from mmpiqa.runs.folder import RunFolder
 from mmpiqa.runs.sweep import Sweep
 from mmpiqa.runs.variants import BackboneWeights, mpiqe_run
 
