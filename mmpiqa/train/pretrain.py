@@ -177,11 +177,11 @@ def highpass_stem(weight: torch.Tensor, gain: float) -> None:
 def chroma_stem(weight: torch.Tensor, gain: float) -> None:
     """Make the third quarter of the patch-embedding filters (out, 3, p, p) blind to grey levels, and louder.
 
-    With the high-pass half frozen, brightness and saturation reach the tower only through the random quarter
-    left, mixed with everything else (the 1,000-step frozen-front-end file read them at about 0 on photos, the
-    3,000-step one at 0.17-0.33: README). At every pixel
-    these filters' three colour weights are made orthogonal to a grey step as the model sees it, (1/std_R,
-    1/std_G, 1/std_B) after open_clip's normalisation, so a grey patch of any level gives them one constant and
+    With the stem frozen and half of it high-pass (the shipped recipe), brightness and saturation reach the tower
+    only through the random half left, mixed with everything else (the 1,000-step frozen-front-end file read them
+    at about 0 on photos, the 3,000-step one at 0.17-0.33: README). At every pixel these filters' three colour
+    weights are made orthogonal to a grey step as the model sees it, (1/std_R, 1/std_G, 1/std_B) after
+    open_clip's normalisation, so a grey patch of any level gives them one constant and
     what they answer is colour: tint and saturation. The last quarter keeps open_clip's init (brightness)."""
     half, quarter = weight.shape[0] // 2, weight.shape[0] // 4
     grey = 1.0 / torch.tensor(open_clip.OPENAI_DATASET_STD, dtype=weight.dtype, device=weight.device)
