@@ -129,8 +129,7 @@ def offline_summary(name: str, tag: str) -> str:
     return (
         f"CLIP pretrained offline by mmpiqa on a synthetic captioned corpus (procedural images, "
         f"{corpus['pairs_seen']:,} image-caption pairs, {p['train_minutes']:.0f} min of training on "
-        f"{'a GPU' if p.get('machine', '').startswith('cuda') else 'the CPU'}, "
-        f"seed {recipe['seed']}, "
+        f"{'a GPU' if p.get('machine', '').startswith('cuda') else 'the CPU'}, seed {recipe['seed']}, "
         f"families {', '.join(corpus['held_out_families'])} held out; sha256 {p['sha256'][:12]}): "
         f"a teaching backbone, not OpenAI CLIP"
     )
