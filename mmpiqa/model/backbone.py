@@ -27,7 +27,7 @@ import open_clip
 import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
 
-from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR, offline_provenance
+from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR, offline_provenance, shipped_weights_sha256
 from mmpiqa.errors import InputError, MissingFileError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
@@ -143,9 +143,7 @@ def _verified(path: Path, size: int, mtime: float, expected: str) -> bool:
 def offline_weights(name: str, tag: str) -> Path:
     """The shipped weights file of an offline tag, checked against the checksum in its provenance."""
     path = WEIGHTS_DIR / f"{OFFLINE_TAGS[(name, tag)]}.safetensors"
-    expected = offline_provenance(name, tag).get("sha256")
-    if not expected:
-        raise WeightsUnavailable(f"{path.with_suffix('.json')}: no sha256 recorded; reinstall mmpiqa")
+    expected = shipped_weights_sha256(name, tag)
     if not path.is_file():
         raise WeightsUnavailable(f"{path}: the weights of '{name}/{tag}' are missing; reinstall mmpiqa")
     stat = path.stat()
