@@ -135,9 +135,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    import json
 
     from mmpiqa.config import ConfigError, parse_assignments
+    from mmpiqa.model.checkpoint import read_json
     from mmpiqa.train.pretrain import PretrainConfig, pretrain, ship
 
     data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
@@ -157,7 +157,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         f"{last.get('retrieval_acc', float('nan')):.2f}, contrastive loss {last.get('contrastive', float('nan')):.3f}"
     )
     if result.weights is not None:
-        provenance = json.loads((result.folder / "provenance.json").read_text())
+        provenance = read_json(result.folder / "provenance.json")
         print(f"weights: {result.weights} (sha256 {provenance['sha256'][:12]}); provenance beside them")
         if args.ship:
             print(f"shipped into the package: {ship(result.folder, args.ship)}")

@@ -16,8 +16,17 @@ REAL = Backbone("ViT-B-16", "openai", "test")
 
 
 def _zero_shot(config: RunConfig, head: str) -> RunConfig:
+    # Re-keyed on purpose (2026-12): a zero-shot baseline no longer carries the training settings of the arm it
+    # was made from, which only made `mmpiqa demo --epochs 6` score the same baseline into a second folder.
     model = config.model.replace(head=head, text_depth=0, visual_depth=0)
-    return RunConfig(name=f"zero-shot-{head}", model=model, data=config.data, train=config.train)
+    data = config.data.replace(train_fraction=None, train_crops=4)
+    train = TrainConfig(
+        batch_size=config.train.batch_size,
+        seed=config.train.seed,
+        device=config.train.device,
+        num_workers=config.train.num_workers,
+    )
+    return RunConfig(name=f"zero-shot-{head}", model=model, data=data, train=train)
 
 
 def _demo(backbone, pretrained, epochs, size, n_splits, train_fraction) -> list[RunConfig]:
@@ -174,3 +183,21 @@ def test_banner_says_random_weights_for_an_empty_pretrained():
     assert "RANDOM weights" in random_arm.banner() and "real CLIP features" not in random_arm.banner()
     teaching = choose_backbone("tiny", "synthetic")
     assert teaching.is_teaching_clip and "RANDOM" not in teaching.banner()
+
+
+def test_arms_that_differ_only_in_training_share_one_zero_shot_folder():
+    base = mpiqe_run(TEACHING, epochs=3, train_fraction=0.5)
+    same = [
+        mpiqe_run(TEACHING, epochs=6),
+        base.with_overrides({"train.lr": 1e-3, "train.quality_loss": "l1", "data.train_crops": 2}),
+    ]
+    assert {zero_shot_run(arm).key() for arm in [base, *same]} == {zero_shot_run(base).key()}
+    different = [
+        base.with_overrides({"data.split_seed": 1}),
+        base.with_overrides({"data.test_crop": "center"}),
+        base.with_overrides({"train.batch_size": 8}),  # the evaluation batch follows it
+        mpiqe_run(REAL, epochs=3, train_fraction=0.5),
+    ]
+    keys = {zero_shot_run(arm).key() for arm in different}
+    assert len(keys) == len(different) and zero_shot_run(base).key() not in keys
+    assert zero_shot_run(base, "antonym").key() != zero_shot_run(base).key()

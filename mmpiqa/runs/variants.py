@@ -62,6 +62,13 @@ def mpiqe_run(
 
 def zero_shot_run(run: RunConfig, head: str = "levels") -> RunConfig:
     """The hand-written-prompt baseline on the same backbone, data and splits as `run`: no prompt is learned
-    (`text_depth=0`, `visual_depth=0`), `head` reads the quality out ('levels' or 'antonym')."""
+    (`text_depth=0`, `visual_depth=0`), `head` reads the quality out ('levels' or 'antonym').
+
+    It keeps only what scoring reads (the splits, test crops, evaluation batch, seed and device); what shapes
+    training alone (epochs, learning rate, losses, the training part's fraction and crops) takes its default,
+    so arms that differ only in how they train share one zero-shot folder instead of scoring it again."""
     model = run.model.replace(head=head, text_depth=0, visual_depth=0)
-    return run.replace(name=f"zero-shot-{head}", model=model)
+    data = run.data.replace(train_fraction=None, train_crops=DataConfig.train_crops)
+    keep = ("batch_size", "seed", "device", "feature_cache", "num_workers")
+    train = TrainConfig(**{name: getattr(run.train, name) for name in keep})
+    return run.replace(name=f"zero-shot-{head}", model=model, data=data, train=train)
