@@ -135,7 +135,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-
     from mmpiqa.config import ConfigError, parse_assignments
     from mmpiqa.model.checkpoint import read_json
     from mmpiqa.train.pretrain import PretrainConfig, pretrain, ship
