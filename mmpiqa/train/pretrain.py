@@ -69,7 +69,7 @@ class PretrainConfig(ConfigBase):
     highpass_stem: float = 0.0  # >0: half the patch-embedding filters start zero-mean, scaled by this gain
     chroma_stem: float = 0.0  # >0: a quarter start blind to grey levels (colour only), scaled by this gain
     bank_scale: float = 0.0  # >0: a fixed logit scale for the caption-bank term; 0: the model's learnable one
-    freeze_stem: bool = False  # keep the patch embedding at its init (random features keep texture; README)
+    freeze_stem: bool = False  # keep the patch embedding at its init (docs/teaching-clip.md: why)
     frozen_blocks: int = 0  # keep the first k blocks of the image tower at their init too
 
     def __post_init__(self) -> None:
@@ -179,10 +179,10 @@ def chroma_stem(weight: torch.Tensor, gain: float) -> None:
 
     With the stem frozen and half of it high-pass (the shipped recipe), brightness and saturation reach the tower
     only through the random half left, mixed with everything else (the 1,000-step frozen-front-end file read them
-    at about 0 on photos, the 3,000-step one at 0.17-0.33: README). At every pixel these filters' three colour
-    weights are made orthogonal to a grey step as the model sees it, (1/std_R, 1/std_G, 1/std_B) after
-    open_clip's normalisation, so a grey patch of any level gives them one constant and
-    what they answer is colour: tint and saturation. The last quarter keeps open_clip's init (brightness)."""
+    at about 0 on photos, the 3,000-step one at 0.17-0.33: docs/teaching-clip.md). At every pixel these filters'
+    three colour weights are made orthogonal to a grey step as the model sees it, (1/std_R, 1/std_G, 1/std_B)
+    after open_clip's normalisation, so a grey patch of any level gives them one constant and what they answer is
+    colour: tint and saturation. The last quarter keeps open_clip's init (brightness)."""
     half, quarter = weight.shape[0] // 2, weight.shape[0] // 4
     grey = 1.0 / torch.tensor(open_clip.OPENAI_DATASET_STD, dtype=weight.dtype, device=weight.device)
     filters = weight[half : half + quarter]
@@ -257,7 +257,7 @@ def train_step(
     bank = F.normalize(model.encode_text(bank_tokens.to(device)), dim=-1)
     # The five quality captions differ by one word and their embeddings stay nearly parallel (cosine ~0.97), so at the
     # model's scale (~14) the logit gap between them is ~1: `bank_scale` fixes a sharper one for this term (the
-    # shipped recipe: 50; README, "Recipes tried", measures it with and without the frozen front end).
+    # shipped recipe: 50; docs/teaching-clip.md measures it with and without the frozen front end).
     bank_scale = config.bank_scale or scale
     bank_logits = bank_scale * image @ bank.t()
     q_logits, g_logits = bank_logits[:, :n_quality], bank_logits[:, n_quality:]
