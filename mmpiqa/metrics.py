@@ -208,7 +208,7 @@ def fit_logistic4(pred: Any, mos: Any) -> Logistic4Fit:
                 warnings.simplefilter("ignore", optimize.OptimizeWarning)
                 warnings.simplefilter("ignore", RuntimeWarning)
                 c, _ = optimize.curve_fit(_standard_logistic, z, y, p0=start, maxfev=20000)
-        except (RuntimeError, ValueError, FloatingPointError) as err:
+        except (RuntimeError, ValueError, TypeError, FloatingPointError) as err:  # TypeError: under 4 points
             reasons.append(str(err).splitlines()[0])
             continue
         if not np.all(np.isfinite(c)):

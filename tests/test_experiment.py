@@ -67,12 +67,19 @@ def test_finished_splits_are_kept_when_a_run_resumes(tmp_path, table, monkeypatc
     assert (run_folder(config, tmp_path) / "split-00" / "metrics.json").read_text() == first
 
 
-def test_leakage_check_is_called_for_every_split(tmp_path, table, monkeypatch):
+def test_leakage_check_is_called_for_every_split_before_the_folder_is_written(tmp_path, table, monkeypatch):
     seen = []
     original = experiment.check_no_leakage
-    monkeypatch.setattr(experiment, "check_no_leakage", lambda t, s: (seen.append(s), original(t, s)))
-    run(_config(visual_depth=1), tmp_path, splits=2, table=table, progress=False, echo=False)
-    assert len(seen) == 2
+
+    def check(t, s):
+        assert not any(tmp_path.iterdir()), "checked before anything is written"
+        seen.append(s.index)
+        original(t, s)
+
+    monkeypatch.setattr(experiment, "check_no_leakage", check)
+    config = _config(visual_depth=1)
+    run(config, tmp_path, splits=2, table=table, progress=False, echo=False)
+    assert seen == list(range(config.data.n_splits))  # every split of the run's file, not only those it runs
 
 
 def test_zero_shot_goes_through_the_same_path(tmp_path, table):

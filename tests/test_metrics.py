@@ -133,6 +133,16 @@ def test_fit_failure_falls_back_to_linear_with_warning(monkeypatch):
         assert M.plcc_logistic(x, y) == pytest.approx(1.0)
 
 
+def test_three_points_are_too_few_for_four_parameters_and_get_a_line():
+    """The smallest part a run may score (metrics.MIN_ITEMS) cannot pin a 4-parameter curve: scipy refuses
+    with a TypeError, and evaluate() must still answer, as it does for any other failed fit."""
+    pred, mos = np.array([0.1, 0.5, 0.7]), np.array([1.0, 3.0, 2.5])
+    with pytest.warns(MetricWarning, match="func parameters=4 must not exceed the number of data points=3"):
+        result = M.evaluate(pred, mos)
+    assert result["n"] == 3 and result["srcc"] == pytest.approx(0.5)
+    assert result["plcc_logistic"] == pytest.approx(result["plcc"])  # a line keeps Pearson's r
+
+
 def test_fit_never_crashes_on_awkward_data():
     rng = np.random.default_rng(3)
     cases = [

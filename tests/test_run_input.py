@@ -159,6 +159,50 @@ def test_damaged_json_names_the_file(tmp_path, finished, capsys):
         read_prompts(path)
 
 
+@pytest.mark.parametrize(
+    ("rows", "messages"),
+    [
+        (
+            ["img00.jpg,1,training", "img01.jpg,2,", "img02.jpg,3,test", "img03.jpg,4,"],
+            ["filled on 2 of 4 rows", "data.protocol"],
+        ),
+        (["img00.jpg,1,", "img01.jpg,2,"], ["need at least 3 groups", "data.protocol"]),
+        ([f"img{k:02d}.jpg,{k}," for k in range(12)], ["too few images to score (val 1, test 2;", "data.fractions"]),
+    ],
+    ids=["half-filled-split-column", "two-images", "one-val-image"],
+)
+def test_data_that_cannot_be_split_is_one_line_and_leaves_nothing_behind(tmp_path, capsys, rows, messages):
+    csv = metacsv(tmp_path, n=12)
+    csv.write_text("name,mos,split\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning):  # no mos_range: the observed range is used, and said
+        assert train(tmp_path / "runs", csv) == 2
+    err = one_error_line(capsys)
+    assert all(m in err for m in messages), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_saved_splits_file_that_no_longer_fits_is_refused_before_anything_is_written(tmp_path, capsys):
+    runs, csv = tmp_path / "runs", metacsv(tmp_path, n=30)
+    with pytest.warns(UserWarning):
+        assert train(runs, csv) == 0
+    (folder,) = runs.iterdir()
+    (folder / "metrics.json").unlink()  # incomplete: the run resumes and reads its splits back
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    splits = folder / "splits.json"
+    good = splits.read_text()
+    splits.write_text("{")
+    with pytest.warns(UserWarning):
+        assert train(runs, csv) == 2
+    assert f"{splits}: not a splits file" in one_error_line(capsys)
+    splits.write_text(good)
+    csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # the data changed since the run began
+    with pytest.warns(UserWarning):
+        assert train(runs, csv) == 2
+    err = one_error_line(capsys)
+    assert "do not fit the dataset as it reads now" in err and "not in the table" in err
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == {**before, splits: splits.stat().st_mtime_ns}
+
+
 # ---------------------------------------------------------------------------------------------- 7, 8, 9: the CLI
 
 

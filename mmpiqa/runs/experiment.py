@@ -28,7 +28,7 @@ from mmpiqa.data.readers import read_dataset
 from mmpiqa.data.splits import Split, check_no_leakage, load_splits, make_splits, save_splits, subsample_train
 from mmpiqa.errors import MissingFileError
 from mmpiqa.files import atomic_write_json, atomic_write_text, writing
-from mmpiqa.model.checkpoint import load_prompts
+from mmpiqa.model.checkpoint import CheckpointError, load_prompts
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 from mmpiqa.runs.folder import RunFolder, SplitFolder
 from mmpiqa.train.trainer import (
@@ -237,6 +237,8 @@ def run(
     device = init_distributed() or resolve_device(config.train.device)
     main = world_info()[0] == 0  # under torchrun only rank 0 writes
     table = table if table is not None else load_table(config.data, progress=progress)
+    saved_splits = folder.splits_file.is_file()
+    all_splits = run_splits(config, table, folder.splits_file)
     # everything the user can get wrong is checked by now: only from here on is the folder written
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -253,18 +255,8 @@ def run(
             f"skipped {len(skipped)} unreadable image(s) (data.skip_unreadable=true); "
             f"listed in {folder.skipped_file.name}"
         )
-    if folder.splits_file.is_file():
-        all_splits = load_splits(folder.splits_file)
-    else:  # deterministic: every rank makes the same splits
-        all_splits = make_splits(
-            table,
-            n_splits=config.data.n_splits,
-            seed=config.data.split_seed,
-            fractions=config.data.fractions,
-            by=config.data.protocol,
-        )
-        if main:
-            save_splits(all_splits, folder.splits_file, dataset=config.data.dataset)
+    if main and not saved_splits:
+        save_splits(all_splits, folder.splits_file, dataset=config.data.dataset)
     chosen = all_splits[: splits or config.data.n_splits]
 
     per_split = []
@@ -303,6 +295,46 @@ def check_run(config: RunConfig, splits: int | None = None) -> None:
     crop_policies(config.data, model)
 
 
+def run_splits(config: RunConfig, table: pd.DataFrame, saved: Path) -> list[Split]:
+    """The run's splits, checked against `table` before anything is written: read back from `saved` (the run
+    folder's splits.json) when it exists, else made from the config (deterministic: every rank makes the same)."""
+    if saved.is_file():
+        try:
+            splits = load_splits(saved)
+        except ValueError as error:
+            raise CheckpointError(f"{error}; delete it, and the run makes the same splits again") from None
+    else:
+        try:
+            splits = make_splits(
+                table,
+                n_splits=config.data.n_splits,
+                seed=config.data.split_seed,
+                fractions=config.data.fractions,
+                by=config.data.protocol,
+            )
+        except ValueError as error:
+            raise ConfigError(
+                f"data: {config.data.dataset} cannot be split as configured: {error} "
+                f"(the run config's field is data.protocol: auto, ref, random or official)"
+            ) from None
+    for split in splits:
+        try:
+            check_no_leakage(table, split)
+        except ValueError as error:  # a table changed under a saved splits.json
+            raise ConfigError(
+                f"{saved}: these splits do not fit the dataset as it reads now ({error}); the data changed "
+                f"since the run began: use another output folder or delete {saved.parent}"
+            ) from None
+        sizes = {part: len(split.part(part)) for part in ("val", "test")}
+        if min(sizes.values()) < metrics.MIN_ITEMS:
+            raise ConfigError(
+                f"data: split {split.index} has too few images to score (val {sizes['val']}, test "
+                f"{sizes['test']}; a correlation needs {metrics.MIN_ITEMS} in each): use a larger dataset or give "
+                f"val and test more of it (data.fractions={config.data.fractions})"
+            )
+    return splits
+
+
 def summarise_splits(per_split: list[dict]) -> dict:
     """part -> metric -> summary over splits (median, mean ± std, bootstrap CI); one split keeps its image CI."""
     return {
@@ -336,7 +368,6 @@ def _run_split(
 ) -> dict:
     if folder.is_complete():
         return folder.read_metrics()
-    check_no_leakage(table, split)
     seed = config.train.seed + index
     seed_everything(seed)
     model = fitter.model(config, device)
