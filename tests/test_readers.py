@@ -247,6 +247,48 @@ def test_metacsv_root_plus_csv_and_observed_range(tmp_path):
         t = read_dataset("metacsv", csv.parent, csv="meta.csv", mos_col="dmos")
     assert t["mos"].min() == 0.0 and t["mos"].max() == 1.0
     assert t.attrs["mos_norm_range"] == (20.5, 80.0)
+    assert t.set_index("name").loc["wn/img1.bmp", "mos"] == 1.0  # a DMOS: the lowest score is the best image
+
+
+def test_metacsv_reads_a_dmos_column_as_lower_is_better_unless_told(tmp_path):
+    csv, _ = make_metacsv(tmp_path)  # the score column is named dmos
+    best = "wn/img1.bmp"  # DMOS 20.5, the lowest
+    t = read_dataset("metacsv", csv, mos_range=(0, 100))
+    assert t.set_index("name")["mos"].idxmax() == best and t.attrs["higher_is_better"] is False
+    told = read_dataset("metacsv", csv, mos_range=(0, 100), higher_is_better=True)
+    assert told.set_index("name")["mos"].idxmin() == best
+    csv.write_text(csv.read_text().replace(",dmos,", ",mos,"))
+    assert read_dataset("metacsv", csv, mos_range=(0, 100)).set_index("name")["mos"].idxmin() == best
+
+
+@pytest.mark.parametrize("scale", [(float("nan"), 100.0), (0.0, float("inf")), (100.0, 0.0), (50.0, 50.0)])
+def test_metacsv_mos_range_must_be_a_scale(tmp_path, scale):
+    csv, _ = make_metacsv(tmp_path)
+    with pytest.raises(DatasetFormatError, match="is not a scale; give two finite numbers, low then high"):
+        read_dataset("metacsv", csv, mos_range=scale)
+
+
+def test_metacsv_blank_cells(tmp_path):
+    csv, _ = make_metacsv(tmp_path)
+    good = csv.read_text()
+    csv.write_text(good.replace("refs/b.bmp,wn/img2.bmp", ",wn/img2.bmp"))
+    t = read_dataset("metacsv", csv, mos_range=(0, 100)).set_index("name")
+    assert t.loc["wn/img2.bmp", "ref"] == "wn/img2.bmp"  # a blank reference: the image is its own content
+    assert t.loc["wn/img1.bmp", "ref"] == "refs/b.bmp"
+    csv.write_text(good.replace("refs/b.bmp,wn/img2.bmp", "refs/b.bmp, "))
+    with pytest.raises(DatasetFormatError, match=r"meta\.csv line 5: the image name \(dist_name\) is empty"):
+        read_dataset("metacsv", csv, mos_range=(0, 100))
+
+
+def test_line_numbers_count_the_blank_lines_pandas_skips(tmp_path):
+    root, _ = make_kadid10k(tmp_path)
+    label = root / "dmos.csv"
+    header, *rows = label.read_text().splitlines()
+    name, ref, _, var = rows[2].split(",")
+    rows[2] = f"{name},{ref},abc,{var}"  # file line 6 below: the header, two blank lines, rows 0, 1, then 2
+    label.write_text("\n".join([header, "", "", *rows]) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"dmos\.csv: line 6, column 'dmos': 'abc' is not a number"):
+        read_dataset("kadid10k", root)
 
 
 def test_read_dataset_aliases_and_errors(tmp_path):

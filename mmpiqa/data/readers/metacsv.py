@@ -25,7 +25,7 @@ import pandas as pd
 from mmpiqa.data.info import DATASETS
 from mmpiqa.data.readers._common import CaseIndex, DatasetFormatError
 from mmpiqa.data.readers._finish import finish
-from mmpiqa.data.readers._parse import cell_int, parse_csv, sniff, split_label, to_float
+from mmpiqa.data.readers._parse import cell_int, line_numbers, parse_csv, sniff, split_label, to_float
 from mmpiqa.errors import not_a_file
 
 NAME_COLUMNS = (
@@ -52,7 +52,7 @@ def read_metacsv(
     name_col: str | None = None,
     mos_col: str | None = None,
     mos_range: tuple[float, float] | None = None,
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = None,
     skip_unreadable: bool = False,
     check_images: bool = False,
 ) -> pd.DataFrame:
@@ -60,8 +60,14 @@ def read_metacsv(
 
     Image names are relative to `image_root` (default: the folder of the CSV, or `root` when it is a folder).
     `mos_range` is the published scale of the score; without it the observed min/max is used (and a warning
-    says so). `higher_is_better=False` flips a DMOS.
+    says so). `higher_is_better=False` flips a DMOS; by default a score column named ``dmos`` is read as one
+    (lower is better) and any other as a MOS.
     """
+    if mos_range is not None and not (np.all(np.isfinite(mos_range)) and mos_range[0] < mos_range[1]):
+        raise DatasetFormatError(
+            f"metacsv: mos_range {tuple(mos_range)} is not a scale; give two finite numbers, low then high "
+            f"(--mos-range 1 5)."
+        )
     root = Path(root).expanduser()
     if csv is None and root.exists() and not root.is_dir():  # the CSV itself (sniff refuses a FIFO or device)
         path, base = root, root.parent
@@ -86,13 +92,16 @@ def read_metacsv(
     mos = to_float(df[scol], str(path), scol, df["_line"])
     idx = CaseIndex(base)
     names, images = [], []
-    for n in df[ncol]:
+    for n, line in zip(df[ncol], df["_line"], strict=True):
+        if not n.strip():
+            raise DatasetFormatError(f"{path} line {line}: the image name ({ncol}) is empty; fill it in.")
         name, image = _resolve(idx, n.strip())
         names.append(name)
         images.append(image)
     rows = pd.DataFrame({"name": names, "image": images, "mos_raw": mos})
     rows["_where"] = [f"{path} line {k}" for k in df["_line"]]
-    rows["ref"] = _col(df, lower, REF_COLUMNS, rows["name"])
+    ref = _col(df, lower, REF_COLUMNS, rows["name"])
+    rows["ref"] = ref.where(ref != "", rows["name"])  # a blank reference cell: the image is its own content
     for col in ("dist_type", "dist_group", "scenes"):
         rows[col] = _col(df, lower, (col,), "")
     levels = _col(df, lower, ("dist_level",), "-1").replace("", "-1")
@@ -119,6 +128,8 @@ def read_metacsv(
             stacklevel=2,
         )
         mos_range = (lo, hi)
+    if higher_is_better is None:
+        higher_is_better = scol.lower() != "dmos"
     info = replace(
         DATASETS["metacsv"],
         title=f"meta CSV {path.name}",
@@ -147,7 +158,7 @@ def _read_any_sep(path: Path) -> pd.DataFrame:
         sep = ","
     df = parse_csv(path, sep)
     df.columns = [str(c).strip() for c in df.columns]
-    df["_line"] = np.arange(len(df)) + 2
+    df["_line"] = line_numbers(path, len(df))
     if df.empty:
         raise DatasetFormatError(f"{path}: no rows.")
     return df
