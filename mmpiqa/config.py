@@ -87,37 +87,37 @@ class ConfigBase:
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
-        path = Path(path)
-        problem = not_a_file(path)
-        if problem:
-            raise ConfigError(f"{path}: the config file {problem}; give the path of a YAML or JSON config.")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(
-                f"{path}: cannot read the config file ({error}); save it as UTF-8 text."
-            ) from error
-        if path.suffix == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ConfigError(
-                    f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the "
-                    "file, or delete it and start the run again."
-                ) from error
-        else:
-            import yaml
-
-            try:
-                data = yaml.safe_load(text) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(
-                    f"{path}: not valid YAML ({_yaml_problem(error)}); fix the file."
-                ) from error
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_config_file(path), where=str(path))
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)
+
+
+def read_config_file(path: str | Path, what: str = "config file") -> Any:
+    """The data of a YAML or JSON file (by suffix); a missing, unreadable or malformed file is a ConfigError that
+    names it and says where it breaks."""
+    path = Path(path)
+    problem = not_a_file(path)
+    if problem:
+        raise ConfigError(f"{path}: the {what} {problem}; give the path of a YAML or JSON {what}.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the {what} ({error}); save it as UTF-8 text.") from error
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the "
+                "file, or delete it and start the run again."
+            ) from error
+    import yaml
+
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)}); fix the file.") from error
 
 
 def _yaml_problem(error: Exception) -> str:

@@ -196,3 +196,47 @@ def test_the_reproduction_grid_file_loads():
     assert all(p.model.backbone == "ViT-B-16" and p.model.pretrained == "openai" for p in points)
     assert all(p.data.n_splits == 10 for p in points)
     assert len({p.key() for p in points}) == len(points)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "the grid file does not exist"),
+        (b"\xff\xfe grid", "cannot read the grid file"),
+        (b"grid: [a: b", "not valid YAML (line 1"),
+        (b"5", "a grid file maps base, grid and splits; it holds a int"),
+        (b"grid:\n  1: [a, b]", "grid must map section.field to a non-empty list"),
+        (b"grid:\n  modle.visual_depth: [0, 1]", "grid.yaml: --set modle.visual_depth"),
+        (b"splits: three\ngrid:\n  model.visual_depth: [0, 1]", "splits='three': how many of each point"),
+        (b"splits: 0\ngrid:\n  model.visual_depth: [0, 1]", "splits=0"),
+        (b"splits: 1.5\ngrid:\n  model.visual_depth: [0, 1]", "splits=1.5"),
+        (b"splits: true\ngrid:\n  model.visual_depth: [0, 1]", "splits=True"),
+        (b"splits: 11\ngrid:\n  model.visual_depth: [0, 1]", "splits=11 but run-visual_depth=0 has data.n_splits=10"),
+        (b"grid:\n  data.root: [" + b"x" * 300 + b"]", "has 309 characters (at most 200 fit a folder name)"),
+    ],
+    ids=["missing", "utf16", "bad-yaml", "scalar", "int-key", "typo", "splits-word", "splits-0", "splits-float",
+         "splits-bool", "splits-over-n", "long-name"],
+)  # fmt: skip
+def test_a_bad_grid_file_is_one_config_error_naming_it(tmp_path, capsys, content, message):
+    grid = tmp_path / "grid.yaml"
+    if content is not None:
+        grid.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_sweep(grid)
+    assert str(grid) in str(info.value) and message in str(info.value), str(info.value)
+    assert main(["sweep", "--grid", str(grid), "--out", str(tmp_path / "runs"), "--summary"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_point_runs(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"base": BASE, "grid": {"model.visual_depth": [0, 1]}}))
+    out = tmp_path / "runs"
+    out.write_text("not a folder")
+    assert main(["sweep", "--grid", str(grid), "--out", str(out)]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+    # a point that fails where even its error file cannot be written still reports why, as data
+    (config,) = [c for c in load_sweep(grid).points() if c.name.endswith("=0")]
+    row = sweep_module._run_point(config.to_dict(), str(out), 1)
+    assert row["status"].startswith("failed: WriteError") and "error file cannot be written" in row["status"]

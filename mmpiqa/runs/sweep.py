@@ -23,7 +23,6 @@ Slurm job per point through the maintained `submitit` library, or its local exec
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import time
@@ -36,10 +35,13 @@ from typing import Any
 
 import pandas as pd
 
-from mmpiqa.config import ConfigError, RunConfig
+from mmpiqa.config import ConfigError, RunConfig, read_config_file
+from mmpiqa.files import atomic_write_text
+from mmpiqa.model.checkpoint import read_json
 from mmpiqa.runs.folder import RunFolder
 
 COLUMNS = ("name", "status", "test_srcc", "ci_low", "ci_high", "folder", "log")
+MAX_NAME = 200  # characters of a point name: its folder adds "-<10-character key>" and must stay under 255
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,11 @@ def _label(key: str, value: Any) -> str:
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    import yaml
-
+    """Read and check a grid file: every point is made (and so validated) now, before anything runs."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_config_file(path, "grid file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a grid file maps base, grid and splits; it holds a {type(data).__name__}")
     unknown = set(data) - {"base", "grid", "splits"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; a grid file has base, grid and splits")
@@ -115,13 +118,33 @@ def load_sweep(path: str | Path) -> Sweep:
     else:
         base_config = RunConfig.from_dict(base, where=f"{path}:base")
     grid = data.get("grid", {})
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+    if not isinstance(grid, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and v for k, v in grid.items()
+    ):
         raise ConfigError(f"{path}: grid must map section.field to a non-empty list of values")
-    sweep = Sweep(base_config, grid, data.get("splits"))
-    points = sweep.points()  # validate every point now, before anything runs
+    splits = data.get("splits")
+    if splits is not None and (type(splits) is not int or splits < 1):
+        raise ConfigError(
+            f"{path}: splits={splits!r}: how many of each point's splits to run, a whole number >= 1"
+        )
+    sweep = Sweep(base_config, grid, splits)
+    try:
+        points = sweep.points()
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: two grid points get the same name; make the axis values distinct")
+    for point in points:
+        if splits is not None and splits > point.data.n_splits:
+            raise ConfigError(
+                f"{path}: splits={splits} but {point.name} has data.n_splits={point.data.n_splits}"
+            )
+        if len(point.name) > MAX_NAME:  # its run folder, <name>-<key>, must stay a legal file name
+            raise ConfigError(
+                f"{path}: the point name {point.name[:60]!r}... has {len(point.name)} characters (at most "
+                f"{MAX_NAME} fit a folder name); give the axes shorter values or the base a shorter name"
+            )
     return sweep
 
 
@@ -160,9 +183,13 @@ def _run_point(config_dict: dict, out: str, splits: int | None, threads: int | N
         folder.error_file.unlink(missing_ok=True)  # a resumed point that now succeeds
         return _row_from_folder(config.name, folder.path, "skipped" if result.skipped else "done")
     except Exception as error:  # one failed point is reported, the others go on
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.error_file.write_text(traceback.format_exc())
-        return _failed_row(config.name, folder.path, f"{type(error).__name__}: {error}", folder.error_file)
+        reason, log = f"{type(error).__name__}: {error}", folder.error_file
+        try:
+            folder.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder.error_file, traceback.format_exc())
+        except OSError as unwritable:  # e.g. --out is a file: the reason still comes back
+            reason, log = f"{reason} (and the error file cannot be written: {unwritable})", ""
+        return _failed_row(config.name, folder.path, reason, log)
 
 
 class PointJob:
@@ -376,7 +403,7 @@ def _slurm_state(submitit, log_dir: Path, job_id: str) -> str:
 
 def _read_registry(log_dir: Path) -> dict[str, str]:
     path = log_dir / "jobs.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _write_registry(log_dir: Path, registry: dict[str, str]) -> None:
@@ -414,6 +441,8 @@ def run_sweep(
     Finished points are skipped before anything is scheduled. The table is read from the run folders at the
     end (status 'done', 'skipped', 'failed: ...' with the log to read, 'submitted (job N)' with wait=False, or
     'missing ...'), with one column per grid axis."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: a file, not a folder; give the folder the run folders go in")
     backend = backend or LocalPool(workers)
     points = [Point(c, str(out), sweep.splits) for c in sweep.points()]
     finished = {p.config.name for p in points if p.finished()}
@@ -439,7 +468,7 @@ def summary_table(
             row = {**reports[config.name], "folder": str(folder.path)}
         elif folder.error_file.is_file():  # failed when it last ran (maybe on another node)
             error = folder.error_file
-            last = error.read_text().strip().splitlines()[-1:] or [f"see {error.name}"]
+            last = error.read_text(errors="replace").strip().splitlines()[-1:] or [f"see {error.name}"]
             row = _failed_row(config.name, folder.path, last[0], error)
         else:
             missing = "missing (not run, or still running)"
