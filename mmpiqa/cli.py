@@ -168,6 +168,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from mmpiqa.config import ConfigError
     from mmpiqa.runs.sweep import LocalPool, SubmititBackend, load_sweep, run_sweep, summary_table
 
     sweep = load_sweep(args.grid)
@@ -179,7 +180,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             for item in args.slurm or []:
                 key, sep, value = item.partition("=")
                 if not sep:
-                    raise SystemExit(f"--slurm {item!r}: expected KEY=VALUE, e.g. account=myproject")
+                    raise ConfigError(f"--slurm {item!r}: expected KEY=VALUE, e.g. account=myproject")
                 options[key.strip()] = yaml.safe_load(value)
             backend = SubmititBackend(
                 log_dir=args.log_dir or Path(args.out) / "submitit",
@@ -426,7 +427,7 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--name-col", default=None, help="column with the image names")
     meta.add_argument("--mos-col", default=None, help="column with the scores")
     meta.add_argument("--mos-range", type=float, nargs=2, metavar=("LO", "HI"), help="published score range")
-    meta.add_argument("--lower-is-better", action="store_true", help="the score is a DMOS, lower is better (a column named dmos is read as one anyway)")
+    meta.add_argument("--lower-is-better", action="store_true", help="a DMOS (a dmos column is one anyway)")
     p.set_defaults(func=cmd_data_verify)
 
     p = commands.add_parser("card", help="print a dataset's data card (markdown)")

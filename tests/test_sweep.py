@@ -151,6 +151,16 @@ def test_sweep_command_options_reach_the_submitit_backend(tmp_path, monkeypatch)
     assert isinstance(LocalPool(2), sweep_module.Backend)
 
 
+def test_a_slurm_option_without_a_value_is_one_error_line(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"base": BASE, "grid": {"model.visual_depth": [0]}}))
+    argv = ["sweep", "--grid", str(grid), "--out", str(tmp_path / "o"), "--backend", "submitit"]
+    assert main([*argv, "--slurm", "foo"]) == 2
+    expected = "error: --slurm 'foo': expected KEY=VALUE, e.g. account=myproject"
+    assert capsys.readouterr().err.strip() == expected
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_submitit_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     sweep = _grid(tmp_path, "one", {"model.visual_depth": [0]})
