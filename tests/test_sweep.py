@@ -250,3 +250,17 @@ def test_out_that_is_a_file_is_refused_before_any_point_runs(tmp_path, capsys):
     (config,) = [c for c in load_sweep(grid).points() if c.name.endswith("=0")]
     row = sweep_module._run_point(config.to_dict(), str(out), 1)
     assert row["status"].startswith("failed: WriteError") and "error file cannot be written" in row["status"]
+
+
+def test_a_damaged_point_folder_is_a_failed_row_in_the_summary(tmp_path):
+    sweep = _grid(tmp_path, "g", {"model.visual_depth": [0, 1]})
+    damaged, unreadable = (Point(c, str(tmp_path / "runs")).folder for c in sweep.points())
+    damaged.mkdir(parents=True)
+    (damaged / "metrics.json").write_text("{}")  # valid JSON, no summary
+    unreadable.mkdir(parents=True)
+    (unreadable / "error.txt").write_bytes(b"Traceback ...\nValueError: caf\xe9 broke")  # not UTF-8
+    table = sweep_module.summary_table(sweep, tmp_path / "runs").set_index("name")
+    assert table.loc["t-visual_depth=0", "status"].startswith(
+        "failed: metrics.json has no test summary (damaged)"
+    )
+    assert table.loc["t-visual_depth=1", "status"] == "failed: ValueError: caf\ufffd broke"

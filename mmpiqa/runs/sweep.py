@@ -223,7 +223,12 @@ def _row(name: str, status: str, folder: str | Path, log: str | Path, test: dict
 
 def _row_from_folder(name: str, folder: Path, status: str) -> dict:
     run = RunFolder(folder)
-    return _row(name, status, folder, run.log_file, run.read_metrics()["summary"]["test"]["srcc"])
+    metrics = run.read_metrics()
+    test = metrics.get("summary", {}).get("test", {}).get("srcc") if isinstance(metrics, dict) else None
+    if not isinstance(test, dict):
+        reason = f"{run.metrics_file.name} has no test summary (damaged); delete it to run the point again"
+        return _failed_row(name, folder, reason, run.metrics_file)
+    return _row(name, status, folder, run.log_file, test)
 
 
 def _failed_row(name: str, folder: str | Path, reason: str, log: str | Path) -> dict:
