@@ -156,6 +156,68 @@ def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch, workers):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    return emb.build_embedded(TINY, root=tmp_path_factory.mktemp("tiny"), progress=False, workers=1)
+
+
+def _cut_at_a_line(labels):
+    labels.write_text("\n".join(labels.read_text().splitlines()[:7]) + "\n")
+
+
+def _half(labels):
+    labels.write_bytes(labels.read_bytes()[: len(labels.read_bytes()) // 2])
+
+
+def _drop_a_column(labels):
+    table = pd.read_csv(labels, keep_default_na=False)
+    table.drop(columns=["scenes"]).to_csv(labels, index=False)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_cut_at_a_line, "labels.csv has 6 rows, build.json says the build made 16"),
+        (lambda labels: labels.write_bytes(b""), "EmptyDataError"),
+        (_half, "damaged build"),
+        (_drop_a_column, "KeyError: 'scenes'"),
+        (lambda labels: (labels.parent / "build.json").unlink(), "build.json"),
+    ],
+    ids=["cut-at-a-line", "empty", "cut-mid-row", "column-dropped", "no-build-record"],
+)
+def test_a_damaged_build_is_refused_with_the_way_out(tmp_path, tiny_build, damage, message):
+    import shutil
+
+    from mmpiqa.errors import InputError
+
+    folder = tmp_path / tiny_build.name
+    shutil.copytree(tiny_build, folder)
+    damage(folder / "labels.csv")
+    with pytest.raises(InputError, match="delete this folder and the next run builds it again") as info:
+        emb.read_embedded(root=folder)
+    assert str(folder) in str(info.value) and message in str(info.value)
+
+
+def test_a_build_folder_without_labels_is_built_again(tmp_path, tiny_build):
+    import shutil
+
+    base = tmp_path / "cache"
+    shutil.copytree(tiny_build, base / tiny_build.name)
+    (base / tiny_build.name / "labels.csv").unlink()  # e.g. copied by hand, or cleaned up half-way
+    folder = emb.build_embedded(TINY, root=base, progress=False, workers=1)
+    assert (folder / "labels.csv").read_bytes() == (tiny_build / "labels.csv").read_bytes()
+    assert sorted(p.name for p in base.iterdir()) == [tiny_build.name]  # no temporary folder left
+
+
+def test_a_cache_folder_that_is_a_file_is_a_write_error(tmp_path):
+    from mmpiqa.files import WriteError
+
+    base = tmp_path / "cache"
+    base.write_text("not a folder")
+    with pytest.raises(WriteError, match=f"cannot write {base}"):
+        emb.build_embedded(TINY, root=base, progress=False, workers=1)
+
+
 def test_unknown_size_is_refused():
     with pytest.raises(ValueError, match="unknown embedded size"):
         emb.build_embedded("huge")

@@ -76,7 +76,9 @@ import pandas as pd
 from PIL import Image
 
 from mmpiqa.data.distortions import FAMILIES, Family, get_family, to_uint8
+from mmpiqa.data.readers._common import DatasetFormatError
 from mmpiqa.data.table import validate_table
+from mmpiqa.files import writing
 
 __all__ = [
     "CALIBRATION",
@@ -421,10 +423,13 @@ def build_embedded(
     final = base / _key(spec, seed)
     if (final / "labels.csv").is_file() and not force:
         return final
-    base.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(base)
     tmp = base / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    (tmp / "refs").mkdir(parents=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(base)
+        (tmp / "refs").mkdir(parents=True)
+    except OSError as error:  # a file where the cache folder should be, a read-only disk: name it
+        raise writing(base, error) from error
     families = [get_family(f) for f in spec.families]
     contents = content_crops(spec)
     workers = max(1, min(workers or min(8, os.cpu_count() or 1), len(contents)))
@@ -475,8 +480,8 @@ def build_embedded(
         }
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
         labels.to_csv(tmp / "labels.csv", index=False)  # the last file: its presence marks a complete build
-        if force and final.exists():
-            shutil.rmtree(final)
+        if final.exists() and (force or not (final / "labels.csv").is_file()):
+            shutil.rmtree(final)  # rebuilt on request, or a folder left without its labels
         try:
             os.rename(tmp, final)
         except OSError:
@@ -518,9 +523,24 @@ def read_embedded(
         folder = given
     else:
         folder = build_embedded(size=size, seed=seed, root=given, progress=progress)
+    try:
+        return _build_table(folder, include_refs, with_metrics)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a cut, edited or half-copied build folder
+        raise DatasetFormatError(
+            f"{folder}: a damaged build of the embedded benchmark ({type(error).__name__}: {error}); delete this "
+            f"folder and the next run builds it again"
+        ) from error
+
+
+def _build_table(folder: Path, include_refs: bool, with_metrics: bool) -> pd.DataFrame:
+    """A build folder's labels as the uniform table, checked against the build's own record (build.json)."""
+    build = json.loads((folder / "build.json").read_text(encoding="utf-8"))
     labels = pd.read_csv(
         folder / "labels.csv", keep_default_na=False, na_values={m: ["", "nan"] for m in METRICS}
     )
+    expected = int(build["n_images"]) + int(build["n_contents"])  # every damaged image and every reference
+    if len(labels) != expected:
+        raise ValueError(f"labels.csv has {len(labels)} rows, build.json says the build made {expected}")
     if not include_refs:
         labels = labels[labels["dist_level"] > 0]
     labels = labels.reset_index(drop=True)
