@@ -198,6 +198,27 @@ def test_a_damaged_build_is_refused_with_the_way_out(tmp_path, tiny_build, damag
     assert str(folder) in str(info.value) and message in str(info.value)
 
 
+def test_a_damaged_image_of_a_build_says_to_rebuild_not_to_download(tmp_path, tiny_build):
+    import shutil
+
+    from mmpiqa.data.readers import DatasetFormatError, read_dataset
+
+    folder = tmp_path / tiny_build.name
+    shutil.copytree(tiny_build, folder)
+    pngs = sorted((folder / "images").rglob("*.png"))
+    pngs[0].write_bytes(b"")
+    pngs[1].unlink()
+    with pytest.raises(DatasetFormatError) as info:
+        read_dataset("embedded", folder, check_images=True)
+    text = str(info.value)
+    assert f"delete {folder} and the next run builds it again" in text and "download" not in text
+    assert "2 of 15 listed images cannot be used" in text
+    for png in pngs:
+        png.unlink(missing_ok=True)
+    with pytest.raises(DatasetFormatError, match=f"none of the 15 images .* delete {folder} and the next run"):
+        read_dataset("embedded", folder)
+
+
 def test_a_build_folder_without_labels_is_built_again(tmp_path, tiny_build):
     import shutil
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 
@@ -63,13 +64,17 @@ def read_embedded_checked(
     table = read_embedded(root, **options)
     info = DATASETS["embedded"]
     attrs = dict(table.attrs)
+    first = Path(table["image"].iloc[0])
+    build = first.parents[len(Path(table["name"].iloc[0]).parts) - 1]  # image = <build>/<name>
     kept, skipped = apply_file_policy(
         table,
         info,
-        root=root or "(embedded cache)",
+        root=build,
         label="the embedded labels",
         skip_unreadable=skip_unreadable,
         check_images=check_images,
+        fix=f"Fix: this build of the embedded benchmark is damaged; delete {build} and the next run builds it "
+        "again.",
     )
     kept = kept.reset_index(drop=True)
     kept.attrs.update(attrs, skipped=skipped)

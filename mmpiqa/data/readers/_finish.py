@@ -147,11 +147,12 @@ def apply_file_policy(
     label: str,
     skip_unreadable: bool,
     check_images: bool,
+    fix: str | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Find missing (and, with `check_images`, undecodable) images; refuse them or drop them with a report.
 
     Returns the kept rows and the list of {name, image, reason} dropped. All images missing is always an
-    error: --root is then almost surely wrong.
+    error: --root is then almost surely wrong. `fix` replaces the advice for a download (complete it, or skip).
     """
     skipped = _file_problems(rows, info, check_images)
     if not skipped:
@@ -159,11 +160,11 @@ def apply_file_policy(
     if len(skipped) == len(rows):
         raise DatasetFormatError(
             f"{info.name}: none of the {len(rows)} images listed in {label} was found or readable under "
-            f"{root} (first expected: {skipped[0]['image']}). Is --root the unpacked {info.title} folder with "
-            "its image folders in place?"
+            f"{root} (first expected: {skipped[0]['image']}). "
+            + (fix or f"Is --root the unpacked {info.title} folder with its image folders in place?")
         )
     if not skip_unreadable:
-        raise DatasetFormatError(_problem_text(info, Path(root), skipped, len(rows)))
+        raise DatasetFormatError(_problem_text(info, Path(root), skipped, len(rows), fix))
     drop = {s["name"] for s in skipped}
     kept = rows[~rows["name"].isin(drop)]
     warnings.warn(
@@ -221,7 +222,9 @@ def _first(items: list[dict[str, str]]) -> str:
     return names + (f", ... and {len(items) - SHOW_FIRST} more" if len(items) > SHOW_FIRST else "")
 
 
-def _problem_text(info: DatasetInfo, root: Path, problems: list[dict[str, str]], n: int) -> str:
+def _problem_text(
+    info: DatasetInfo, root: Path, problems: list[dict[str, str]], n: int, fix: str | None = None
+) -> str:
     missing = [p for p in problems if p["reason"] == "missing"]
     broken = [p for p in problems if p["reason"] != "missing"]
     parts = [f"{info.name}: {len(problems)} of {n} listed images cannot be used (root {root})."]
@@ -230,7 +233,8 @@ def _problem_text(info: DatasetInfo, root: Path, problems: list[dict[str, str]],
     if broken:
         parts.append(f"Unreadable ({len(broken)}): " + "; ".join(p["reason"] for p in broken[:SHOW_FIRST]))
     parts.append(
-        "Fix: complete the download/extraction (the layout is in `mmpiqa data card "
+        fix
+        or "Fix: complete the download/extraction (the layout is in `mmpiqa data card "
         f"{info.name}`), or pass skip_unreadable=True (--skip-unreadable) to drop them with a report."
     )
     return "\n".join(parts)
