@@ -229,7 +229,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
             name_col=args.name_col,
             mos_col=args.mos_col,
             mos_range=tuple(args.mos_range) if args.mos_range else None,
-            higher_is_better=False if args.lower_is_better else None,  # None: a 'dmos' column is one
+            higher_is_better=False if args.lower_is_better else None,  # None: a MOS (a dmos column warns)
         )
     report, problems = verify(
         args.name,
@@ -427,7 +427,7 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
     meta.add_argument("--name-col", default=None, help="column with the image names")
     meta.add_argument("--mos-col", default=None, help="column with the scores")
     meta.add_argument("--mos-range", type=float, nargs=2, metavar=("LO", "HI"), help="published score range")
-    meta.add_argument("--lower-is-better", action="store_true", help="a DMOS (a dmos column is one anyway)")
+    meta.add_argument("--lower-is-better", action="store_true", help="the score is a DMOS (it is flipped)")
     p.set_defaults(func=cmd_data_verify)
 
     p = commands.add_parser("card", help="print a dataset's data card (markdown)")

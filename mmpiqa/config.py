@@ -109,8 +109,7 @@ def read_config_file(path: str | Path, what: str = "config file") -> Any:
             return json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(
-                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the "
-                "file, or delete it and start the run again."
+                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); fix the file."
             ) from error
     import yaml
 

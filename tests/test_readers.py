@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 import types
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -247,18 +248,24 @@ def test_metacsv_root_plus_csv_and_observed_range(tmp_path):
         t = read_dataset("metacsv", csv.parent, csv="meta.csv", mos_col="dmos")
     assert t["mos"].min() == 0.0 and t["mos"].max() == 1.0
     assert t.attrs["mos_norm_range"] == (20.5, 80.0)
-    assert t.set_index("name").loc["wn/img1.bmp", "mos"] == 1.0  # a DMOS: the lowest score is the best image
+    assert t.set_index("name").loc["wn/img1.bmp", "mos"] == 0.0  # no direction given: higher is better
 
 
-def test_metacsv_reads_a_dmos_column_as_lower_is_better_unless_told(tmp_path):
+def test_metacsv_never_guesses_the_direction_from_a_dmos_column(tmp_path):
+    """KADID-10k's 'dmos' column (and pyiqa's KADID meta file) is a MOS, higher is better, so the name proves
+    nothing: it is read as higher-is-better, a warning asks for the direction, and an explicit one is obeyed."""
     csv, _ = make_metacsv(tmp_path)  # the score column is named dmos
-    best = "wn/img1.bmp"  # DMOS 20.5, the lowest
-    t = read_dataset("metacsv", csv, mos_range=(0, 100))
-    assert t.set_index("name")["mos"].idxmax() == best and t.attrs["higher_is_better"] is False
-    told = read_dataset("metacsv", csv, mos_range=(0, 100), higher_is_better=True)
-    assert told.set_index("name")["mos"].idxmin() == best
+    lowest = "wn/img1.bmp"  # raw score 20.5
+    with pytest.warns(UserWarning, match="score column is 'dmos', read as higher-is-better") as caught:
+        t = read_dataset("metacsv", csv, mos_range=(0, 100))
+    assert t.set_index("name")["mos"].idxmin() == lowest and t.attrs["higher_is_better"] is True
+    assert len(caught) == 1
+    told = read_dataset("metacsv", csv, mos_range=(0, 100), higher_is_better=False)
+    assert told.set_index("name")["mos"].idxmax() == lowest
     csv.write_text(csv.read_text().replace(",dmos,", ",mos,"))
-    assert read_dataset("metacsv", csv, mos_range=(0, 100)).set_index("name")["mos"].idxmin() == best
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 'mos' column with a range: nothing to warn about
+        assert read_dataset("metacsv", csv, mos_range=(0, 100)).set_index("name")["mos"].idxmin() == lowest
 
 
 @pytest.mark.parametrize("scale", [(float("nan"), 100.0), (0.0, float("inf")), (100.0, 0.0), (50.0, 50.0)])
@@ -286,7 +293,7 @@ def test_line_numbers_count_the_blank_lines_pandas_skips(tmp_path):
     header, *rows = label.read_text().splitlines()
     name, ref, _, var = rows[2].split(",")
     rows[2] = f"{name},{ref},abc,{var}"  # file line 6 below: the header, two blank lines, rows 0, 1, then 2
-    label.write_text("\n".join([header, "", "", *rows]) + "\n")
+    label.write_text("\n".join([header, "", "   ", *rows]) + "\n")  # pandas skips a space-only line too
     with pytest.raises(DatasetFormatError, match=r"dmos\.csv: line 6, column 'dmos': 'abc' is not a number"):
         read_dataset("kadid10k", root)
 

@@ -167,7 +167,10 @@ def test_damaged_json_names_the_file(tmp_path, finished, capsys):
             ["filled on 2 of 4 rows", "data.protocol"],
         ),
         (["img00.jpg,1,", "img01.jpg,2,"], ["need at least 3 groups", "data.protocol"]),
-        ([f"img{k:02d}.jpg,{k}," for k in range(12)], ["too few images to score (val 1, test 2;", "data.fractions"]),
+        (
+            [f"img{k:02d}.jpg,{k}," for k in range(12)],
+            ["too few images to score (val 1, test 2;", "data.fractions"],
+        ),
     ],
     ids=["half-filled-split-column", "two-images", "one-val-image"],
 )
@@ -179,6 +182,19 @@ def test_data_that_cannot_be_split_is_one_line_and_leaves_nothing_behind(tmp_pat
     err = one_error_line(capsys)
     assert all(m in err for m in messages), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_random_protocol_on_shared_references_is_refused_with_the_fix(tmp_path, capsys):
+    csv = metacsv(tmp_path, n=30)
+    rows = csv.read_text().splitlines()
+    csv.write_text(
+        "\n".join([rows[0] + ",ref"] + [f"{r},ref{k % 10}" for k, r in enumerate(rows[1:])]) + "\n"
+    )
+    with pytest.warns(UserWarning):
+        assert train(tmp_path / "runs", csv, "--set", "data.protocol=random") == 2
+    err = one_error_line(capsys)
+    assert err.startswith("error: data.protocol=random: reference group") and "use data.protocol=ref" in err
+    assert "splits.json" not in err and not (tmp_path / "runs").exists()
 
 
 def test_a_saved_splits_file_that_no_longer_fits_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -195,12 +211,17 @@ def test_a_saved_splits_file_that_no_longer_fits_is_refused_before_anything_is_w
         assert train(runs, csv) == 2
     assert f"{splits}: not a splits file" in one_error_line(capsys)
     splits.write_text(good)
-    csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")  # the data changed since the run began
+    csv.write_text(
+        "\n".join(csv.read_text().splitlines()[:-1]) + "\n"
+    )  # the data changed since the run began
     with pytest.warns(UserWarning):
         assert train(runs, csv) == 2
     err = one_error_line(capsys)
     assert "do not fit the dataset as it reads now" in err and "not in the table" in err
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == {**before, splits: splits.stat().st_mtime_ns}
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == {
+        **before,
+        splits: splits.stat().st_mtime_ns,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- 7, 8, 9: the CLI

@@ -253,14 +253,15 @@ def test_out_that_is_a_file_is_refused_before_any_point_runs(tmp_path, capsys):
 
 
 def test_a_damaged_point_folder_is_a_failed_row_in_the_summary(tmp_path):
-    sweep = _grid(tmp_path, "g", {"model.visual_depth": [0, 1]})
-    damaged, unreadable = (Point(c, str(tmp_path / "runs")).folder for c in sweep.points())
-    damaged.mkdir(parents=True)
-    (damaged / "metrics.json").write_text("{}")  # valid JSON, no summary
+    sweep = _grid(tmp_path, "g", {"model.visual_depth": [0, 1, 3, 5]})
+    empty, unreadable, null, cut = (Point(c, str(tmp_path / "runs")).folder for c in sweep.points())
+    for folder, text in ((empty, "{}"), (null, '{"summary": null}'), (cut, '{"summary": {"te')):
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(text)  # valid JSON without a summary, or cut short
     unreadable.mkdir(parents=True)
     (unreadable / "error.txt").write_bytes(b"Traceback ...\nValueError: caf\xe9 broke")  # not UTF-8
     table = sweep_module.summary_table(sweep, tmp_path / "runs").set_index("name")
-    assert table.loc["t-visual_depth=0", "status"].startswith(
-        "failed: metrics.json has no test summary (damaged)"
-    )
+    for name in ("t-visual_depth=0", "t-visual_depth=3"):
+        assert table.loc[name, "status"].startswith("failed: metrics.json has no test summary (damaged)")
     assert table.loc["t-visual_depth=1", "status"] == "failed: ValueError: caf\ufffd broke"
+    assert "metrics.json: not valid JSON" in table.loc["t-visual_depth=5", "status"]

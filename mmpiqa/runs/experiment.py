@@ -320,10 +320,15 @@ def run_splits(config: RunConfig, table: pd.DataFrame, saved: Path) -> list[Spli
     for split in splits:
         try:
             check_no_leakage(table, split)
-        except ValueError as error:  # a table changed under a saved splits.json
+        except ValueError as error:
+            if saved.is_file():  # a table changed under a saved splits.json
+                raise ConfigError(
+                    f"{saved}: these splits do not fit the dataset as it reads now ({error}); the data changed "
+                    f"since the run began: use another output folder or delete {saved.parent}"
+                ) from None
             raise ConfigError(
-                f"{saved}: these splits do not fit the dataset as it reads now ({error}); the data changed "
-                f"since the run began: use another output folder or delete {saved.parent}"
+                f"data.protocol={config.data.protocol}: {error}; images of one reference must stay on one side "
+                f"of a split: use data.protocol=ref (or auto)"
             ) from None
         sizes = {part: len(split.part(part)) for part in ("val", "test")}
         if min(sizes.values()) < metrics.MIN_ITEMS:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from mmpiqa.config import ConfigError, RunConfig, read_config_file
 from mmpiqa.files import atomic_write_text
-from mmpiqa.model.checkpoint import read_json
+from mmpiqa.model.checkpoint import CheckpointError, read_json
 from mmpiqa.runs.folder import RunFolder
 
 COLUMNS = ("name", "status", "test_srcc", "ci_low", "ci_high", "folder", "log")
@@ -223,8 +223,12 @@ def _row(name: str, status: str, folder: str | Path, log: str | Path, test: dict
 
 def _row_from_folder(name: str, folder: Path, status: str) -> dict:
     run = RunFolder(folder)
-    metrics = run.read_metrics()
-    test = metrics.get("summary", {}).get("test", {}).get("srcc") if isinstance(metrics, dict) else None
+    try:
+        test = run.read_metrics()
+    except CheckpointError as error:  # not JSON: one failed row, not the end of the summary
+        return _failed_row(name, folder, str(error), run.metrics_file)
+    for key in ("summary", "test", "srcc"):
+        test = test.get(key) if isinstance(test, dict) else None
     if not isinstance(test, dict):
         reason = f"{run.metrics_file.name} has no test summary (damaged); delete it to run the point again"
         return _failed_row(name, folder, reason, run.metrics_file)

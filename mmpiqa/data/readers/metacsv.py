@@ -60,8 +60,8 @@ def read_metacsv(
 
     Image names are relative to `image_root` (default: the folder of the CSV, or `root` when it is a folder).
     `mos_range` is the published scale of the score; without it the observed min/max is used (and a warning
-    says so). `higher_is_better=False` flips a DMOS; by default a score column named ``dmos`` is read as one
-    (lower is better) and any other as a MOS.
+    says so). `higher_is_better=False` flips a DMOS. The default is higher-is-better: a column named ``dmos``
+    is not proof of a DMOS (KADID-10k's ``dmos`` is a MOS), so then a warning asks for the direction.
     """
     if mos_range is not None and not (np.all(np.isfinite(mos_range)) and mos_range[0] < mos_range[1]):
         raise DatasetFormatError(
@@ -129,7 +129,14 @@ def read_metacsv(
         )
         mos_range = (lo, hi)
     if higher_is_better is None:
-        higher_is_better = scol.lower() != "dmos"
+        if scol.lower() == "dmos":
+            warnings.warn(
+                f"metacsv: {path.name}'s score column is {scol!r}, read as higher-is-better (as KADID-10k's, a "
+                f"MOS); if lower is better, pass higher_is_better=False (--lower-is-better).",
+                UserWarning,
+                stacklevel=2,
+            )
+        higher_is_better = True
     info = replace(
         DATASETS["metacsv"],
         title=f"meta CSV {path.name}",
