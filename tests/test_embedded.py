@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import numpy as np
@@ -186,8 +187,6 @@ def _drop_a_column(labels):
     ids=["cut-at-a-line", "empty", "cut-mid-row", "column-dropped", "no-build-record"],
 )
 def test_a_damaged_build_is_refused_with_the_way_out(tmp_path, tiny_build, damage, message):
-    import shutil
-
     from mmpiqa.errors import InputError
 
     folder = tmp_path / tiny_build.name
@@ -199,8 +198,6 @@ def test_a_damaged_build_is_refused_with_the_way_out(tmp_path, tiny_build, damag
 
 
 def test_a_damaged_image_of_a_build_says_to_rebuild_not_to_download(tmp_path, tiny_build):
-    import shutil
-
     from mmpiqa.data.readers import DatasetFormatError, read_dataset
 
     folder = tmp_path / tiny_build.name
@@ -220,8 +217,6 @@ def test_a_damaged_image_of_a_build_says_to_rebuild_not_to_download(tmp_path, ti
 
 
 def test_a_build_folder_without_labels_is_built_again(tmp_path, tiny_build):
-    import shutil
-
     base = tmp_path / "cache"
     shutil.copytree(tiny_build, base / tiny_build.name)
     (base / tiny_build.name / "labels.csv").unlink()  # e.g. copied by hand, or cleaned up half-way

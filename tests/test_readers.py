@@ -315,11 +315,13 @@ def test_embedded_hook_uses_the_other_module(tmp_path, monkeypatch):
 
     def read_embedded(root=None, **options):
         calls.update(root=root, **options)
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {"dataset": "embedded", "name": ["a.png", "b.png"], "image": [str(img), str(tmp_path / "b.png")],
              "mos_raw": [0.5, 0.7], "mos": [0.5, 0.7], "ref": ["x", "y"], "dist_type": "", "dist_group": "",
              "dist_level": -1, "scenes": "", "split": ""}
         )  # fmt: skip
+        table.attrs["root"] = str(tmp_path)  # as the real one: the build folder it read
+        return table
 
     fake.read_embedded = read_embedded
     monkeypatch.setitem(sys.modules, "mmpiqa.data.embedded", fake)

@@ -560,6 +560,7 @@ def _build_table(folder: Path, include_refs: bool, with_metrics: bool) -> pd.Dat
         }
     )
     table = validate_table(table, source=f"embedded ({folder})")
+    table.attrs.update(root=str(folder), label_files=[str(folder / "labels.csv")])
     # the photo each content crop was cut from: splits keep a photo on one side (mmpiqa.data.splits)
     table["source"] = labels["source"].astype(str).to_numpy()
     if with_metrics:

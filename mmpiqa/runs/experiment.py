@@ -237,7 +237,6 @@ def run(
     device = init_distributed() or resolve_device(config.train.device)
     main = world_info()[0] == 0  # under torchrun only rank 0 writes
     table = table if table is not None else load_table(config.data, progress=progress)
-    saved_splits = folder.splits_file.is_file()
     all_splits = run_splits(config, table, folder.splits_file)
     # everything the user can get wrong is checked by now: only from here on is the folder written
     try:
@@ -255,7 +254,7 @@ def run(
             f"skipped {len(skipped)} unreadable image(s) (data.skip_unreadable=true); "
             f"listed in {folder.skipped_file.name}"
         )
-    if main and not saved_splits:
+    if main and not folder.splits_file.is_file():
         save_splits(all_splits, folder.splits_file, dataset=config.data.dataset)
     chosen = all_splits[: splits or config.data.n_splits]
 
@@ -298,7 +297,8 @@ def check_run(config: RunConfig, splits: int | None = None) -> None:
 def run_splits(config: RunConfig, table: pd.DataFrame, saved: Path) -> list[Split]:
     """The run's splits, checked against `table` before anything is written: read back from `saved` (the run
     folder's splits.json) when it exists, else made from the config (deterministic: every rank makes the same)."""
-    if saved.is_file():
+    from_file = saved.is_file()
+    if from_file:
         try:
             splits = load_splits(saved)
         except ValueError as error:
@@ -321,7 +321,7 @@ def run_splits(config: RunConfig, table: pd.DataFrame, saved: Path) -> list[Spli
         try:
             check_no_leakage(table, split)
         except ValueError as error:
-            if saved.is_file():  # a table changed under a saved splits.json
+            if from_file:  # a table changed under a saved splits.json
                 raise ConfigError(
                     f"{saved}: these splits do not fit the dataset as it reads now ({error}); the data changed "
                     f"since the run began: use another output folder or delete {saved.parent}"

@@ -13,7 +13,8 @@ embeddings of matching pairs are pulled together, the rest of the batch pushed a
 The corpus item of a step is fixed by (seed, step), and so is every random draw (patch dropout), so on the CPU a
 run resumes from its last checkpoint to exactly the weights of an uninterrupted run (on CUDA, atomic adds in the
 backward pass round in varying order, so the same recipe lands close to, not exactly on, the same weights). The
-result is exported as fp16 safetensors with a provenance record; `mmpiqa.model.backbone` loads it as ``backbone="tiny", pretrained="synthetic"``.
+result is exported as fp16 safetensors with a provenance record; `mmpiqa.model.backbone` loads it as
+``backbone="tiny", pretrained="synthetic"``.
 """
 
 from __future__ import annotations

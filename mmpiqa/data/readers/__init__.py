@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 
@@ -64,8 +63,7 @@ def read_embedded_checked(
     table = read_embedded(root, **options)
     info = DATASETS["embedded"]
     attrs = dict(table.attrs)
-    first = Path(table["image"].iloc[0])
-    build = first.parents[len(Path(table["name"].iloc[0]).parts) - 1]  # image = <build>/<name>
+    build = table.attrs["root"]  # the build folder read_embedded read
     kept, skipped = apply_file_policy(
         table,
         info,

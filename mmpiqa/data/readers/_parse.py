@@ -88,7 +88,8 @@ def line_numbers(path: Path, n_rows: int) -> np.ndarray:
     """The file line (1-based) of each of the `n_rows` data rows pandas read from a CSV with one header line.
 
     pandas skips blank (and space-only) lines, so counting rows from line 2 would name the wrong line after one;
-    they are skipped here too. A file whose rows do not map one to a line (a quoted line break) falls back to one row per line."""
+    they are skipped here too. A file whose rows do not map one to a line (a quoted line break) falls back to
+    one row per line."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         filled = [k for k, line in enumerate(handle, 1) if line.strip(" \r\n")]
     return np.array(filled[1:]) if len(filled) == n_rows + 1 else np.arange(n_rows) + 2
