@@ -299,6 +299,9 @@ class DataConfig(ConfigBase):
     test_crop: str = "grid"  # 'center', 'grid' (n crops averaged) or 'resize'
     test_crops: int = 3  # crops per image for test_crop='grid'
     skip_unreadable: bool = False  # drop unreadable images (reported) instead of failing
+    # keyword options of the dataset's reader, e.g. metacsv {mos_col: dmos, mos_range: [0, 100],
+    # higher_is_better: false}; `mmpiqa data card NAME` lists them
+    reader_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (
@@ -321,6 +324,9 @@ class DataConfig(ConfigBase):
             raise ConfigError(f"test_crop={self.test_crop!r}: 'center', 'grid' or 'resize'")
         if self.train_crops < 1 or self.test_crops < 1:
             raise ConfigError("train_crops and test_crops: at least 1")
+        options = self.reader_options
+        if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+            raise ConfigError(f"reader_options={self.reader_options!r}: a mapping, e.g. {{mos_col: dmos}}")
 
 
 @dataclass(frozen=True)
@@ -383,7 +389,9 @@ class RunConfig(ConfigBase):
             data["model"]["weights_sha256"] = shipped
         if data["data"]["dataset"] != "embedded":
             data["data"].pop("size")  # the embedded benchmark's size means nothing for a real dataset
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        if not data["data"]["reader_options"]:
+            data["data"].pop("reader_options")  # so runs made before the field existed keep their keys
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:
         """Apply `section.field=value` assignments (values parsed as YAML: 3, 0.1, null, [a, b], true)."""

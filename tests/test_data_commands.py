@@ -40,6 +40,9 @@ def test_card_prints_the_file(capsys):
     rc, out, _ = run(capsys, "card", "kadid10k")
     assert rc == 0
     assert out.startswith("# KADID-10k") and "| 15 | denoise | noise |" in out
+    assert out.endswith("`data.reader_options` in a run config): none.\n")  # the reader takes only its root
+    rc, out, _ = run(capsys, "card", "metacsv")
+    assert "run config): `csv`, `image_root`, `name_col`, `mos_col`, `mos_range`, `higher_is_better`." in out
 
 
 def test_every_dataset_has_a_card_file():

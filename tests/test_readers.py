@@ -28,8 +28,9 @@ from fixtures_official import (
 )
 from scipy.io import savemat
 
+from mmpiqa.config import ConfigError
 from mmpiqa.data.info import DATASETS
-from mmpiqa.data.readers import READERS, DatasetFormatError, read_dataset
+from mmpiqa.data.readers import READERS, DatasetFormatError, option_names, read_dataset
 from mmpiqa.data.readers._common import CaseIndex
 from mmpiqa.data.table import COLUMNS, DISTORTION_GROUPS, SCENE_CLASSES
 
@@ -275,6 +276,37 @@ def test_metacsv_mos_range_must_be_a_scale(tmp_path, scale):
         read_dataset("metacsv", csv, mos_range=scale)
 
 
+def test_reader_options_are_named_and_checked(tmp_path):
+    """A misspelt option is refused with the reader's options listed; metacsv's options are checked the way a
+    run config's YAML can give them (any value), before the CSV is read."""
+    assert option_names("metacsv") == (
+        "csv",
+        "image_root",
+        "name_col",
+        "mos_col",
+        "mos_range",
+        "higher_is_better",
+    )
+    assert option_names("kadid") == ()
+    assert {"size", "seed"} <= set(option_names("embedded"))
+    csv, _ = make_metacsv(tmp_path)
+    with pytest.raises(
+        ConfigError, match="metacsv: no reader option 'mos_column'.*its options are csv, image_root"
+    ):
+        read_dataset("metacsv", csv, mos_column="dmos")
+    with pytest.raises(ConfigError, match="kadid10k: no reader option 'csv'.*its options are none"):
+        read_dataset("kadid10k", tmp_path, csv="x.csv")
+    for bad, message in [
+        ({"higher_is_better": "false"}, "higher_is_better='false'; give true, false or null"),
+        ({"mos_range": ["low", "high"]}, "is not a scale"),
+        ({"mos_range": 5}, "is not a scale"),
+        ({"mos_range": [0, 50, 100]}, "is not a scale"),
+        ({"mos_col": 3}, "mos_col=3 is not a path or a column name"),
+    ]:
+        with pytest.raises(DatasetFormatError, match=message):
+            read_dataset("metacsv", csv, **bad)
+
+
 def test_metacsv_blank_cells(tmp_path):
     csv, _ = make_metacsv(tmp_path)
     good = csv.read_text()
@@ -313,8 +345,8 @@ def test_embedded_hook_uses_the_other_module(tmp_path, monkeypatch):
     fake = types.ModuleType("mmpiqa.data.embedded")
     calls = {}
 
-    def read_embedded(root=None, **options):
-        calls.update(root=root, **options)
+    def read_embedded(root=None, size="default"):
+        calls.update(root=root, size=size)
         table = pd.DataFrame(
             {"dataset": "embedded", "name": ["a.png", "b.png"], "image": [str(img), str(tmp_path / "b.png")],
              "mos_raw": [0.5, 0.7], "mos": [0.5, 0.7], "ref": ["x", "y"], "dist_type": "", "dist_group": "",
@@ -328,6 +360,8 @@ def test_embedded_hook_uses_the_other_module(tmp_path, monkeypatch):
     with pytest.raises(DatasetFormatError, match="b.png"):
         read_dataset("embedded", tmp_path, size="tiny")
     assert calls == {"root": tmp_path, "size": "tiny"}
+    with pytest.raises(ConfigError, match="embedded: no reader option 'seed'.*its options are size"):
+        read_dataset("embedded", tmp_path, seed=1)  # the module's own signature says what it takes
     with pytest.warns(UserWarning, match="skipped 1"):
         t = read_dataset("embedded", tmp_path, skip_unreadable=True)
     assert list(t["name"]) == ["a.png"] and t.attrs["skipped"][0]["name"] == "b.png"

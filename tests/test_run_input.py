@@ -6,16 +6,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import warnings
 
 import pytest
 import torch
 from fixtures_official import truncate, write_image
 
 from mmpiqa.cli import main
-from mmpiqa.config import ConfigError, ModelConfig, RunConfig
+from mmpiqa.config import ConfigError, DataConfig, ModelConfig, RunConfig
 from mmpiqa.files import WriteError, atomic_write_text
 from mmpiqa.model.checkpoint import CheckpointError, CheckpointMismatch, read_prompts, save_prompts
 from mmpiqa.model.prompted_clip import build_model
+from mmpiqa.runs.experiment import load_table
 
 TRAIN = ["--set", "model.backbone=micro", "--quiet", "--set", "train.epochs=1", "--set", "train.batch_size=8"]
 TRAIN += ["--set", "data.n_splits=1", "--set", "data.train_crops=1", "--set", "data.test_crop=center"]
@@ -242,6 +244,9 @@ def test_a_saved_splits_file_that_no_longer_fits_is_refused_before_anything_is_w
         ("data.n_splits=100000", "n_splits=100000: between 1 and 1000"),
         ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
         ("train.device=cdua", "device='cdua': 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("data.reader_options=[a]", "reader_options=['a']: a mapping"),
+        ("data.reader_options={size: full}", "data.reader_options: size cannot be a reader option here"),
+        ("data.reader_options={mos_col: dmos}", "embedded: no reader option 'mos_col' (data.reader_options"),
     ],
 )
 def test_bad_settings_are_one_line_and_leave_nothing_behind(tmp_path, capsys, setting, message):
@@ -249,6 +254,31 @@ def test_bad_settings_are_one_line_and_leave_nothing_behind(tmp_path, capsys, se
     assert main(["train", "--out", str(out), *TRAIN, "--set", "data.size=small", "--set", setting]) == 2
     assert message in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_reader_options_of_a_run_config_reach_the_reader(tmp_path, capsys):
+    """A meta CSV whose score is a DMOS on a published scale: the run config says so, and the run obeys."""
+    csv = metacsv(tmp_path)  # scores 1 (img00) to 5 (img39)
+    dmos = {"mos_range": [1, 5], "higher_is_better": False}
+    table = load_table(DataConfig(dataset="metacsv", root=str(csv), reader_options=dmos), progress=False)
+    assert table.set_index("name")["mos"].idxmax() == "img00.jpg"  # the lowest DMOS is the best image
+    assert table.attrs["mos_norm_range"] == (1.0, 5.0) and table.attrs["higher_is_better"] is False
+    out = tmp_path / "runs"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a range given: no 'observed range' warning
+        assert (
+            train(out, csv, "--set", "data.reader_options={mos_range: [1, 5], higher_is_better: false}") == 0
+        )
+    (folder,) = out.iterdir()
+    assert json.loads((folder / "config.json").read_text())["data"]["reader_options"] == dmos
+    for bad, message in [
+        ("{higher_is_better: maybe}", "metacsv: higher_is_better='maybe'; give true, false or null"),
+        ("{mos_range: [5, 1]}", "metacsv: mos_range [5, 1] is not a scale"),
+        ("{mos_column: dmos}", "metacsv: no reader option 'mos_column'"),
+    ]:
+        assert train(out, csv, "--set", f"data.reader_options={bad}") == 2
+        assert message in one_error_line(capsys)
+    assert list(out.iterdir()) == [folder]  # nothing written for a bad option
 
 
 @pytest.mark.parametrize("splits", ["0", "-1", "two"])

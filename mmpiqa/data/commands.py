@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mmpiqa.data.info import DATASETS, DatasetInfo
-from mmpiqa.data.readers import read_dataset
+from mmpiqa.data.readers import option_names, read_dataset
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "data" / "cards"
 
@@ -55,11 +55,12 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def card_text(name: str) -> str:
-    """The data card: data/cards/NAME.md when present (a source checkout), else built from DatasetInfo."""
+    """The data card: data/cards/NAME.md when present (a source checkout), else built from DatasetInfo; then
+    the reader's options, read from its signature so the list cannot go stale."""
     path = CARDS_DIR / f"{name}.md"
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    return DATASETS[name].card_markdown()
+    card = path.read_text(encoding="utf-8") if path.is_file() else DATASETS[name].card_markdown()
+    options = ", ".join(f"`{o}`" for o in option_names(name)) or "none"
+    return f"{card}\nReader options (keywords of `read_dataset`; `data.reader_options` in a run config): {options}.\n"
 
 
 # ---------------------------------------------------------------------------------------------- verify

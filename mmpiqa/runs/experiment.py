@@ -65,9 +65,20 @@ def load_table(data: DataConfig, progress: bool = True) -> pd.DataFrame:
 
     With ``data.skip_unreadable`` unreadable images are dropped and listed in ``table.attrs['skipped']``;
     otherwise the first problem is a `DatasetFormatError` naming the files."""
-    options = {"size": data.size, "progress": progress} if data.dataset == "embedded" else {}
+    own = {"size": data.size, "progress": progress} if data.dataset == "embedded" else {}
+    taken = sorted(set(data.reader_options) & {*own, "skip_unreadable", "check_images"})
+    if taken:
+        raise ConfigError(
+            f"data.reader_options: {', '.join(taken)} cannot be a reader option here; "
+            "set data.size / data.skip_unreadable instead"
+        )
     return read_dataset(
-        data.dataset, data.root, skip_unreadable=data.skip_unreadable, check_images=True, **options
+        data.dataset,
+        data.root,
+        skip_unreadable=data.skip_unreadable,
+        check_images=True,
+        **own,
+        **data.reader_options,
     )
 
 

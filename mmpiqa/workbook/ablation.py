@@ -114,7 +114,9 @@ def run_arms(
     tables: dict[str, pd.DataFrame] = {}
     for config in configs:
         d = config.data
-        data_key = json.dumps([d.dataset, d.root, d.size, d.skip_unreadable])
+        data_key = json.dumps(
+            [d.dataset, d.root, d.size, d.skip_unreadable, d.reader_options], sort_keys=True
+        )
         complete = RunFolder(run_folder(config, out)).is_complete()
         if table is None and not complete and data_key not in tables:
             tables[data_key] = load_table(config.data, progress=False)

@@ -14,11 +14,13 @@ range used to rescale `mos_raw` to `mos`).
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 
 import pandas as pd
 
+from mmpiqa.config import ConfigError
 from mmpiqa.data.info import DATASETS, DatasetInfo
 from mmpiqa.data.readers._common import DatasetFormatError
 from mmpiqa.data.readers._finish import apply_file_policy
@@ -31,6 +33,7 @@ __all__ = [
     "READERS",
     "DatasetFormatError",
     "DatasetInfo",
+    "option_names",
     "read_agiqa3k",
     "read_clive",
     "read_csiq",
@@ -42,6 +45,7 @@ __all__ = [
     "read_metacsv",
     "read_spaq",
     "read_tid2013",
+    "reader_key",
 ]
 
 
@@ -106,6 +110,21 @@ def read_dataset(
     Options: koniq10k ``images_dir``; live ``include_originals``, ``realigned``; clive ``include_training``;
     metacsv ``csv``, ``image_root``, ``name_col``, ``mos_col``, ``mos_range``, ``higher_is_better``.
     """
+    key = reader_key(name)
+    if root is None and key != "embedded":
+        raise DatasetFormatError(f"{key}: give the folder of the unpacked download (--root PATH).")
+    known = option_names(key)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{key}: no reader option {', '.join(map(repr, unknown))} (data.reader_options in a run config); "
+            f"its options are {', '.join(known) or 'none'}."
+        )
+    return READERS[key](root, skip_unreadable=skip_unreadable, check_images=check_images, **options)
+
+
+def reader_key(name: str) -> str:
+    """The `READERS` key of dataset `name`, in any case, with or without dashes, or by a short alias."""
     key = name.lower().replace("-", "").replace("_", "")
     aliases = {
         "koniq": "koniq10k",
@@ -117,6 +136,14 @@ def read_dataset(
     key = aliases.get(key, key)
     if key not in READERS:
         raise DatasetFormatError(f"unknown dataset {name!r}; choose one of {sorted(READERS)}.")
-    if root is None and key != "embedded":
-        raise DatasetFormatError(f"{key}: give the folder of the unpacked download (--root PATH).")
-    return READERS[key](root, skip_unreadable=skip_unreadable, check_images=check_images, **options)
+    return key
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    """The keyword options of dataset `name`'s reader, besides ``root``, ``skip_unreadable``, ``check_images``."""
+    key = reader_key(name)
+    reader = READERS[key]
+    if key == "embedded":
+        from mmpiqa.data.embedded import read_embedded as reader
+    own = ("root", "skip_unreadable", "check_images")
+    return tuple(p for p in inspect.signature(reader).parameters if p not in own)

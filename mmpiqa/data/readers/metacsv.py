@@ -63,11 +63,7 @@ def read_metacsv(
     says so). `higher_is_better=False` flips a DMOS. The default is higher-is-better: a column named ``dmos``
     is not proof of a DMOS (KADID-10k's ``dmos`` is a MOS), so then a warning asks for the direction.
     """
-    if mos_range is not None and not (np.all(np.isfinite(mos_range)) and mos_range[0] < mos_range[1]):
-        raise DatasetFormatError(
-            f"metacsv: mos_range {tuple(mos_range)} is not a scale; give two finite numbers, low then high "
-            f"(--mos-range 1 5)."
-        )
+    _check_options(csv, image_root, name_col, mos_col, mos_range, higher_is_better)
     root = Path(root).expanduser()
     if csv is None and root.exists() and not root.is_dir():  # the CSV itself (sniff refuses a FIFO or device)
         path, base = root, root.parent
@@ -154,6 +150,28 @@ def read_metacsv(
         check_images=check_images,
         extra=tuple(extra),
     )
+
+
+def _check_options(csv, image_root, name_col, mos_col, mos_range, higher_is_better) -> None:
+    """The options as a run config's `data.reader_options` can give them (any YAML value), checked up front."""
+    texts = {"csv": csv, "image_root": image_root, "name_col": name_col, "mos_col": mos_col}
+    for name, value in texts.items():
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise DatasetFormatError(f"metacsv: {name}={value!r} is not a path or a column name; give text.")
+    if higher_is_better is not None and not isinstance(higher_is_better, bool):
+        raise DatasetFormatError(f"metacsv: higher_is_better={higher_is_better!r}; give true, false or null.")
+    if mos_range is None:
+        return
+    try:
+        lo, hi = (float(v) for v in mos_range)
+        scale = bool(np.isfinite([lo, hi]).all() and lo < hi)
+    except (TypeError, ValueError):
+        scale = False
+    if not scale:
+        raise DatasetFormatError(
+            f"metacsv: mos_range {mos_range!r} is not a scale; give two finite numbers, low then high "
+            f"(--mos-range 1 5)."
+        )
 
 
 def _read_any_sep(path: Path) -> pd.DataFrame:
