@@ -12,6 +12,7 @@ import yaml
 
 from mmpiqa.cli import build_parser, main
 from mmpiqa.config import ConfigError
+from mmpiqa.model.checkpoint import CheckpointError
 from mmpiqa.runs import sweep as sweep_module
 from mmpiqa.runs.sweep import LocalPool, Point, SubmititBackend, load_sweep, run_sweep
 
@@ -107,6 +108,24 @@ def test_a_job_that_dies_is_reported_with_its_log(tmp_path):
     row = sweep_module._job_row("point", DeadJob(), tmp_path)
     assert row["status"].startswith("failed: job 4242_3 did not complete") and "PREEMPTED" in row["status"]
     assert row["log"].endswith("4242_3_0_log.err")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("{cut", "not valid JSON"), ('["4242"]', "not a map"), ('{"p-1": 4242}', "not a map")],
+)
+def test_a_damaged_job_registry_stops_the_sweep_before_any_submission(tmp_path, text, problem):
+    """Without jobs.json a re-run would submit again the points whose jobs are still running: so the error says
+    to wait for (or cancel) them before deleting it, not just to delete it."""
+    (tmp_path / "jobs.json").write_text(text)
+    with pytest.raises(CheckpointError, match=problem) as error:
+        sweep_module._read_registry(tmp_path)
+    assert "jobs.json" in str(error.value) and "still queued or running (squeue), then delete" in str(
+        error.value
+    )
+    (tmp_path / "jobs.json").write_text('{"p-1": "4242_0"}')
+    assert sweep_module._read_registry(tmp_path) == {"p-1": "4242_0"}
+    assert sweep_module._read_registry(tmp_path / "none") == {}
 
 
 def test_local_pool_through_the_command_line(tmp_path, capsys):

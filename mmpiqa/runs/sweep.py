@@ -23,6 +23,7 @@ Slurm job per point through the maintained `submitit` library, or its local exec
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import time
@@ -37,7 +38,7 @@ import pandas as pd
 
 from mmpiqa.config import ConfigError, RunConfig, read_config_file
 from mmpiqa.files import atomic_write_text
-from mmpiqa.model.checkpoint import CheckpointError, read_json
+from mmpiqa.model.checkpoint import CheckpointError
 from mmpiqa.runs.folder import RunFolder
 
 COLUMNS = ("name", "status", "test_srcc", "ci_low", "ci_high", "folder", "log")
@@ -411,8 +412,24 @@ def _slurm_state(submitit, log_dir: Path, job_id: str) -> str:
 
 
 def _read_registry(log_dir: Path) -> dict[str, str]:
+    """Point folder -> submitted job id. A damaged registry stops the sweep: without it, points whose jobs are
+    still running would be submitted a second time."""
     path = log_dir / "jobs.json"
-    return read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        registry = json.loads(path.read_text(encoding="utf-8"))
+        valid = isinstance(registry, dict) and all(isinstance(v, str) for v in registry.values())
+        problem = "" if valid else "not a map of point folders to job ids"
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = f"not valid JSON ({error})"
+    if problem:
+        raise CheckpointError(
+            f"{path}: {problem}; it lists the sweep's submitted jobs. Wait for (or cancel) the sweep's jobs "
+            "still queued or running (squeue), then delete the file and run the sweep again: finished points "
+            "are skipped."
+        )
+    return registry
 
 
 def _write_registry(log_dir: Path, registry: dict[str, str]) -> None:
