@@ -219,6 +219,7 @@ def cmd_data_card(args: argparse.Namespace) -> int:
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
     """0: the download is complete and sane; 1: it has problems (listed); 2: it cannot be read at all."""
+    from mmpiqa.config import parse_assignments
     from mmpiqa.data.commands import verify
 
     options = {}
@@ -231,6 +232,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
             mos_range=tuple(args.mos_range) if args.mos_range else None,
             higher_is_better=False if args.lower_is_better else None,  # None: a MOS (a dmos column warns)
         )
+    options.update(parse_assignments(args.option or [], flag="--option"))
     report, problems = verify(
         args.name,
         args.root,
@@ -418,6 +420,13 @@ def _data_parser(sub: argparse._SubParsersAction) -> None:
         "--skip-unreadable",
         action="store_true",
         help="accept missing/unreadable images: report them as skipped instead of failing",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a reader option, as data.reader_options in a run config (repeatable; `mmpiqa data card NAME` "
+        "lists them), e.g. --option size=small for the embedded benchmark",
     )
     meta = p.add_argument_group("metacsv options")
     meta.add_argument("--csv", type=Path, default=None, help="the CSV, when --root is the image folder")

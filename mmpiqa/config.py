@@ -409,29 +409,28 @@ class RunConfig(ConfigBase):
         return RunConfig.from_dict(data)
 
 
-def parse_assignments(assignments: list[str] | dict[str, Any]) -> list[tuple[str, Any]]:
-    """`key=value` strings (a `--set`) as (key, value) pairs, values read as YAML; a dict passes through."""
+def parse_assignments(assignments: list[str] | dict[str, Any], flag: str = "--set") -> list[tuple[str, Any]]:
+    """`key=value` strings (a `--set`, or the `flag` named in errors) as (key, value) pairs, values read as YAML;
+    a dict passes through."""
     if isinstance(assignments, dict):
         return list(assignments.items())
     import yaml
 
     pairs = []
-    for key, text in map(_split_assignment, assignments):
+    for text in assignments:
+        key, sep, value = (part.strip() for part in text.partition("="))
+        if not sep:
+            raise ConfigError(
+                f"{flag} {text!r}: expected {'section.field' if flag == '--set' else 'key'}=value"
+            )
         try:
-            pairs.append((key, yaml.safe_load(text)))
+            pairs.append((key, yaml.safe_load(value)))
         except yaml.YAMLError as error:
             raise ConfigError(
-                f"--set {key}={text}: not a value YAML can read ({_yaml_problem(error)}); quote text, "
+                f"{flag} {key}={value}: not a value YAML can read ({_yaml_problem(error)}); quote text, "
                 "write lists as [a, b]"
             ) from None
     return pairs
-
-
-def _split_assignment(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ConfigError(f"--set {text!r}: expected section.field=value")
-    return key.strip(), value.strip()
 
 
 def offline_provenance(name: str, tag: str) -> dict:

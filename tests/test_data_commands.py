@@ -97,6 +97,17 @@ def test_verify_metacsv(capsys, tmp_path):
     assert "DMOS 0-100, lower = better" in out and "official: train 2, val 1, test 1" in out
 
 
+def test_verify_takes_reader_options_as_a_run_config_does(capsys, tmp_path):
+    csv, _ = make_metacsv(tmp_path)
+    options = ["--option", "mos_range=[0, 100]", "--option", "higher_is_better=false"]
+    rc, out, _ = run(capsys, "verify", "metacsv", "--root", str(csv), *options)
+    assert rc == 0 and "DMOS 0-100, lower = better" in out
+    rc, _, err = run(capsys, "verify", "metacsv", "--root", str(csv), "--option", "mos_column=dmos")
+    assert rc == 2 and "metacsv: no reader option 'mos_column'" in err and "its options are csv," in err
+    rc, _, err = run(capsys, "verify", "metacsv", "--root", str(csv), "--option", "higher_is_better")
+    assert rc == 2 and err.startswith("error: --option 'higher_is_better': expected key=value")
+
+
 def test_verify_reports_missing_and_corrupt_and_fails(capsys, tmp_path):
     root, _ = make_kadid10k(tmp_path)
     (root / "images" / "I02_09_05.png").unlink()
