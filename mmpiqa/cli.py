@@ -135,11 +135,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from mmpiqa.config import ConfigError, parse_assignments
+    from mmpiqa.config import ConfigError, parse_assignments, read_config_file
     from mmpiqa.model.checkpoint import read_json
-    from mmpiqa.train.pretrain import PretrainConfig, pretrain, ship
+    from mmpiqa.runs.shipping import check_target, ship
+    from mmpiqa.train.pretrain import PretrainConfig, pretrain
 
-    data = PretrainConfig.load(args.config).to_dict() if args.config else PretrainConfig().to_dict()
+    # the file and the --set values are checked together: a --set can repair what the file alone gets wrong
+    data = read_config_file(args.config, "recipe file") if args.config else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{args.config}: a recipe file is a mapping of recipe fields, e.g. steps: 3000")
     data.update(parse_assignments(args.set or []))
     config = PretrainConfig.from_dict(data, where="pretrain recipe")
     if args.ship and args.stop_after is not None and args.stop_after < config.steps:
@@ -147,6 +151,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             f"--ship with --stop-after {args.stop_after}: only a run that reaches its last step "
             f"({config.steps}) can be shipped; drop one of the two"
         )
+    if args.ship:
+        check_target(args.ship, config)
     result = pretrain(
         config, args.out, stop_after=args.stop_after, progress=not args.quiet, device=args.device
     )

@@ -23,6 +23,7 @@ from mmpiqa.data.corpus import (
     corpus_item,
 )
 from mmpiqa.errors import InputError
+from mmpiqa.files import WriteError
 from mmpiqa.model.backbone import (
     OFFLINE_TAGS,
     WEIGHTS_DIR,
@@ -32,6 +33,8 @@ from mmpiqa.model.backbone import (
     tokenizer_for,
 )
 from mmpiqa.model.checkpoint import CheckpointError
+from mmpiqa.runs import shipping
+from mmpiqa.runs.shipping import ship
 from mmpiqa.train.pretrain import (
     PROVENANCE_FILE,
     STATE_FILE,
@@ -42,7 +45,6 @@ from mmpiqa.train.pretrain import (
     new_model,
     pretrain,
     quality_targets,
-    ship,
     train_step,
 )
 from mmpiqa.train.trainer import TrainingDiverged, lr_factor
@@ -273,34 +275,188 @@ def test_a_diverging_run_stops_before_the_bad_step_and_exports_nothing(tmp_path,
 
     monkeypatch.setattr(module, "train_step", nan_at_step_5)
     config = PretrainConfig(steps=6, **{**MICRO, "checkpoint_every": 2})
-    with pytest.raises(TrainingDiverged, match="step 5 is not finite.*lower lr.*checkpoint holds step 4"):
+    with pytest.raises(
+        TrainingDiverged, match="step 5 is not finite.*lower lr.*new --out .this one keeps step 4"
+    ):
         pretrain(config, tmp_path, progress=False)
     state = torch.load(tmp_path / STATE_FILE, weights_only=True)
     assert state["step"] == 4 and all(v.isfinite().all() for v in state["model"].values())
     assert not (tmp_path / WEIGHTS_FILE).exists() and not (tmp_path / PROVENANCE_FILE).exists()
 
 
-def test_bad_device_and_damaged_run_folders_are_named(tmp_path):
+def test_a_diverging_first_step_leaves_the_folder_free_for_another_recipe(tmp_path, monkeypatch):
+    """recipe.json is written with the first checkpoint, so a run that diverges before it pins nothing."""
+    import mmpiqa.train.pretrain as module
+
+    real = module.train_step
+
+    def nan_loss(*args):
+        parts = real(*args)
+        parts["loss"] = parts["loss"] * math.nan
+        return parts
+
+    monkeypatch.setattr(module, "train_step", nan_loss)
+    with pytest.raises(TrainingDiverged, match=r"step 1 is not finite.*run again \(nothing was saved\)"):
+        pretrain(PretrainConfig(steps=2, lr=1.0, **MICRO), tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(module, "train_step", real)
+    assert pretrain(PretrainConfig(steps=1, **MICRO), tmp_path, progress=False).steps_done == 1
+
+
+@pytest.mark.parametrize("device", ["cdua", "mps", "meta", "cuda:7"])
+def test_a_device_this_machine_cannot_train_on_is_refused_before_anything_is_written(tmp_path, device):
+    with pytest.raises(ConfigError, match=f"device='{device}'"):
+        pretrain(PretrainConfig(steps=2, **MICRO), tmp_path / "run", device=device, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_damaged_run_folders_are_named_with_the_way_out(tmp_path):
     config = PretrainConfig(steps=2, **MICRO)
-    with pytest.raises(ConfigError, match="device='cdua'"):
-        pretrain(config, tmp_path / "typo", device="cdua", progress=False)
-    assert not (tmp_path / "typo").exists()  # refused before anything was written
-    pretrain(config, tmp_path / "run", stop_after=1, progress=False)
-    (tmp_path / "run" / "history.json").unlink()
-    with pytest.raises(InputError, match="history.json is missing"):
-        pretrain(config, tmp_path / "run", progress=False)
-    (tmp_path / "run" / STATE_FILE).write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="state.pt: not a checkpoint of this recipe"):
-        pretrain(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    pretrain(config, run, stop_after=1, progress=False)
+    good = {name: (run / name).read_bytes() for name in ("recipe.json", "history.json", STATE_FILE)}
+
+    def damaged(name, content):
+        """The run folder as saved, with `name` removed (None), made a folder, or overwritten."""
+        for other, data in good.items():
+            if (run / other).is_dir():
+                (run / other).rmdir()
+            (run / other).write_bytes(data)
+        (run / name).unlink()
+        if content == "folder":
+            (run / name).mkdir()
+        elif content is not None:
+            (run / name).write_bytes(content)
+        return pytest.raises(InputError)
+
+    with damaged("history.json", None) as error:
+        pretrain(config, run, progress=False)
+    assert "history.json is missing" in str(error.value)
+    with damaged("history.json", b"[1, 2, 3]") as error:
+        pretrain(config, run, progress=False)
+    assert "not the loss history of" in str(error.value) and f"delete {run} to start over" in str(error.value)
+    for content in (b"not a checkpoint", "folder"):
+        with damaged(STATE_FILE, content) as error:
+            pretrain(config, run, progress=False)
+        assert "state.pt: damaged, or not a checkpoint of this recipe" in str(error.value)
+        assert "Weights only load failed" not in str(error.value)  # one line, not torch's page of advice
+    # a checkpoint without the recipe it belongs to is never resumed under another recipe
+    with damaged("recipe.json", None) as error:
+        pretrain(config.replace(seed=5), run, progress=False)
+    assert "recipe.json is missing" in str(error.value)
+    damaged("history.json", good["history.json"])  # every file as saved
+    assert pretrain(config, run, progress=False).steps_done == 2  # the intact folder resumes
 
 
-def test_ship_refuses_weights_that_do_not_match_their_provenance(tmp_path):
+def test_an_output_folder_that_cannot_be_made_and_a_seed_out_of_range_are_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(WriteError, match="cannot write"):
+            pretrain(PretrainConfig(steps=1, **MICRO), out, progress=False)
+    with pytest.raises(ConfigError, match="seed=100000000000000: a whole number from 0 to 2"):
+        PretrainConfig(**{**MICRO, "seed": 10**14})
+
+
+def test_a_finished_run_whose_state_was_deleted_is_not_trained_again(tmp_path):
+    config = PretrainConfig(steps=2, **MICRO)
+    first = pretrain(config, tmp_path, progress=False)
+    digest = file_sha256(first.weights)
+    (tmp_path / STATE_FILE).unlink()  # 100 MB a run: not needed once it is exported
+    again = pretrain(config, tmp_path, progress=False)
+    assert again.steps_done == 2 and again.weights == first.weights and file_sha256(again.weights) == digest
+    assert again.history == first.history and not (tmp_path / STATE_FILE).exists()
+
+
+def test_exported_weights_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        weights = pretrain(PretrainConfig(steps=1, **MICRO), tmp_path, progress=False).weights
+    finally:
+        os.umask(old)
+    assert weights.stat().st_mode & 0o777 == 0o644
+
+
+def test_local_weights_that_are_not_clip_weights_are_named(tmp_path):
+    from mmpiqa.model.backbone import WeightsUnavailable
+
+    pretrain(PretrainConfig(steps=1, **MICRO), tmp_path / "run", progress=False)
+    for name, data in [("a.safetensors", b"garbage"), ("a.pt", b"garbage"), ("a.bin", b"")]:
+        (tmp_path / name).write_bytes(data)
+    cases = [tmp_path / "a.safetensors", tmp_path / "a.pt", tmp_path / "a.bin", tmp_path / "run" / STATE_FILE]
+    for path in cases:
+        with pytest.raises(WeightsUnavailable, match="not weights of a 'mmpiqa-micro' CLIP|not weights of a"):
+            load_backbone("micro", str(path))
+    with pytest.raises(WeightsUnavailable, match="run: its weights.safetensors, not state.pt"):
+        load_backbone("tiny", str(tmp_path / "run" / WEIGHTS_FILE))  # micro weights in the tiny config
+
+
+@pytest.fixture
+def micro_tag(monkeypatch):
+    """An offline tag for the micro config, so shipping can be tested on runs of seconds."""
+    monkeypatch.setattr(shipping, "OFFLINE_TAGS", {("micro", "test"): "micro-test"})
+    return "micro-test"
+
+
+def test_ship_refuses_weights_that_do_not_match_their_provenance(tmp_path, micro_tag):
     pretrain(PretrainConfig(steps=1, **MICRO), tmp_path / "run", progress=False)
     weights = tmp_path / "run" / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:-1] + b"x")
     with pytest.raises(CheckpointError, match="checksum is not the one"):
-        ship(tmp_path / "run", "tiny-test", weights_dir=tmp_path / "package")
+        ship(tmp_path / "run", micro_tag, weights_dir=tmp_path / "package")
     assert not list((tmp_path / "package").glob("*"))
+
+
+def test_ship_checks_the_target_and_the_history_before_writing_anything(tmp_path, micro_tag):
+    run, package = tmp_path / "run", tmp_path / "package"
+    pretrain(PretrainConfig(steps=2, **MICRO), run, progress=False)
+    with pytest.raises(ConfigError, match="--ship 'micro-tset': no offline tag loads that file"):
+        ship(run, "micro-tset", weights_dir=package)
+    history = json.loads((run / "history.json").read_text())
+    (run / "history.json").write_text(
+        json.dumps([{k: v for k, v in h.items() if k != "quality_corr"} for h in history])
+    )
+    with pytest.raises(CheckpointError, match="history.json: not the loss history of a finished run"):
+        ship(run, micro_tag, weights_dir=package)
+    (run / "history.json").unlink()
+    with pytest.raises(InputError, match="history.json is missing"):
+        ship(run, micro_tag, weights_dir=package)
+    assert not package.exists()  # nothing half-shipped
+    (run / "history.json").write_text(json.dumps(history))
+    shipped = ship(run, micro_tag, weights_dir=package)
+    assert file_sha256(shipped) == file_sha256(run / WEIGHTS_FILE)
+    assert (package / "micro-test-history.csv").read_text().count("\n") == 3  # header + 2 steps
+
+
+def test_a_recipe_file_and_set_values_are_checked_together(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("backbone: micro\nbatch_size: 6\nsteps: 1\n")  # 4 versions do not divide 6...
+    args = ["pretrain", "--config", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main([*args, "--set", "versions=3"]) == 0  # ...3 do
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["batch_size"] == 6
+    recipe.write_text("- steps: 1\n")
+    assert main(args) == 2
+    assert "recipe.yaml: a recipe file is a mapping of recipe fields" in capsys.readouterr().err
+
+
+def test_a_run_is_shipped_only_as_a_tag_of_its_own_backbone(tmp_path, capsys):
+    pretrain(PretrainConfig(steps=1, **MICRO), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="the tag loads a 'tiny' CLIP and this recipe trains 'micro'"):
+        ship(tmp_path / "run", "tiny-synthetic", weights_dir=tmp_path / "package")
+    args = [
+        "pretrain",
+        "--out",
+        str(tmp_path / "cli"),
+        "--quiet",
+        "--set",
+        "backbone=micro",
+        "--set",
+        "steps=1",
+    ]
+    assert main([*args, "--ship", "tiny-synthtic"]) == 2  # refused before training
+    assert "no offline tag loads that file; ship as one of ['tiny-synthetic']" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
 
 
 def test_the_provenance_command_names_every_recipe_field_and_the_machine(tmp_path):

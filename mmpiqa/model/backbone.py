@@ -22,10 +22,12 @@ import os
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from pickle import UnpicklingError
 
 import open_clip
 import torch
 from open_clip.transformer import QuickGELU, VisionTransformer
+from safetensors import SafetensorError
 
 from mmpiqa.config import OFFLINE_TAGS, WEIGHTS_DIR, offline_provenance, shipped_weights_sha256
 from mmpiqa.errors import InputError, MissingFileError
@@ -45,6 +47,10 @@ CHECKPOINT_NAMES = (
 
 
 open_clip.add_model_config(CONFIG_DIR)
+
+
+# what open_clip raises for a local file that is not its weights (damaged, another format, another model)
+NOT_WEIGHTS = (RuntimeError, ValueError, EOFError, NotImplementedError, UnpicklingError, SafetensorError)
 
 
 class WeightsUnavailable(InputError, RuntimeError):
@@ -224,7 +230,14 @@ def _create(name: str, pretrained: str | None, seed: int | None) -> torch.nn.Mod
                 f"folder holding it, or a tag from open_clip.list_pretrained_tags_by_model('{name}')."
             )
         model_name, weights = _resolve_local(name, path)
-        return open_clip.create_model(model_name, pretrained=weights, require_pretrained=weights is not None)
+        required = weights is not None  # a "local-dir:" folder: open_clip finds its weights itself
+        try:
+            return open_clip.create_model(model_name, pretrained=weights, require_pretrained=required)
+        except NOT_WEIGHTS as error:
+            raise WeightsUnavailable(
+                f"{weights or path}: not weights of a '{model_name}' CLIP ({type(error).__name__}); give open_clip "
+                "weights of that model (of a pretraining run: its weights.safetensors, not state.pt)"
+            ) from error
     if (name, pretrained) in OFFLINE_TAGS:  # shipped weights: the same open_clip path as any local file
         weights = offline_weights(name, pretrained)
         return open_clip.create_model(registry_name(name), pretrained=str(weights), require_pretrained=True)

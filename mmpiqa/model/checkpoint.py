@@ -38,7 +38,7 @@ def read_json(path: Path):
         raise MissingFileError(
             f"{path} is missing from its run folder; restore it, or delete {path.parent} to start the run over"
         ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, OSError) as error:  # undecodable or not JSON (both ValueErrors), or e.g. a folder
         raise CheckpointError(
             f"{path}: not valid JSON ({error}); delete the file (a run folder rebuilds it) or restore it."
         ) from error

@@ -36,8 +36,7 @@ from torch import nn
 
 from mmpiqa.config import ConfigBase, ConfigError
 from mmpiqa.data.corpus import HELD_OUT_FAMILIES, PRETRAIN_FAMILIES, corpus_item
-from mmpiqa.errors import MissingFileError
-from mmpiqa.files import atomic_write, atomic_write_text
+from mmpiqa.files import atomic_write, atomic_write_text, writing
 from mmpiqa.labels import QUALITY_LEVELS
 from mmpiqa.model.backbone import OFFLINE_CONFIGS, file_sha256, registry_name
 from mmpiqa.model.checkpoint import CheckpointError, read_json
@@ -86,7 +85,7 @@ class PretrainConfig(ConfigBase):
                 divides,
                 f"a divisor of batch_size={self.batch_size} (1 clean + versions - 1 damaged)",
             ),
-            "seed": (self.seed >= 0, "a whole number >= 0"),
+            "seed": (0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1"),
             "checkpoint_every": (self.checkpoint_every >= 1, "at least 1"),
             "corpus_contents": (self.corpus_contents >= 0, "0 (a fresh content per item group) or more"),
             "lr": (0 < self.lr < math.inf, "a positive number such as 1e-3"),
@@ -313,18 +312,23 @@ def pretrain(
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after={stop_after}: pause after step 1 or later (or leave it out)")
     device = resolve_device(device)  # before anything is written: a bad device leaves no folder to clean up
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, state_path = Path(out), Path(out) / STATE_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise writing(folder, error) from error
     recipe_file = folder / "recipe.json"
-    if recipe_file.exists():
+    if recipe_file.exists() or state_path.exists():
         saved = PretrainConfig.from_dict(read_json(recipe_file), where=str(recipe_file))
         if saved != config:
             raise ConfigError(
                 f"{folder} holds a pretraining run of another recipe ({recipe_file}); "
                 f"use another --out folder or delete that one"
             )
-    else:
-        atomic_write_text(recipe_file, config.to_json() + "\n")
+    if (
+        folder / PROVENANCE_FILE
+    ).is_file() and not state_path.exists():  # finished, state.pt deleted for space
+        return PretrainResult(folder, folder / WEIGHTS_FILE, read_json(folder / "history.json"), config.steps)
     model = new_model(config).to(device)
     model.train()
     tokenizer = open_clip.get_tokenizer(registry_name(config.backbone))
@@ -332,25 +336,26 @@ def pretrain(
     # wall seconds (what a reader waits) and process CPU seconds summed over threads (what the run cost: a shared
     # or paused machine inflates the first, not the second); a state saved before CPU time was kept has none
     step, history, seconds, cpu_seconds = 0, [], 0.0, 0.0
-    state_path = folder / STATE_FILE
     if state_path.exists():
         try:
             state = torch.load(state_path, map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
-            message = (
-                f"not a checkpoint of this recipe ({type(error).__name__}: {error}); delete it to start over"
-            )
+        except (RuntimeError, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError) as error:
+            message = f"damaged, or not a checkpoint of this recipe ({type(error).__name__}); delete it to start over"
             raise CheckpointError(f"{state_path}: {message}") from error
         step, seconds = int(state["step"]), float(state["seconds"])
         cpu_seconds = state.get("cpu_seconds")
         history = read_json(folder / "history.json")
-        if not isinstance(history, list) or len(history) < step:
+        if not (
+            isinstance(history, list) and len(history) >= step and all(isinstance(h, dict) for h in history)
+        ):
             raise CheckpointError(
-                f"{folder / 'history.json'}: fewer steps than {state_path}; delete both to restart"
+                f"{folder / 'history.json'}: not the loss history of {state_path} (step {step}); restore it, "
+                f"or delete {folder} to start over"
             )
         history = history[:step]
+    saved = step  # the step the folder's checkpoint holds
     size = _image_size(model)
     quality, groups = bank_captions()
     bank_tokens = tokenizer(quality + groups)
@@ -371,7 +376,12 @@ def pretrain(
         if not torch.isfinite(parts["loss"]):
             # stop before the step: the last checkpoint stays finite, and nothing non-finite is ever exported
             terms = ", ".join(f"{k} {parts[k]:.4g}" for k in ("contrastive", "bank_quality", "bank_group"))
-            fix = f"lower lr (now {config.lr:g}) or bank_scale; the checkpoint holds step {step}"
+            kept = (
+                f"in a new --out (this one keeps step {saved} of this recipe)"
+                if saved
+                else "(nothing was saved)"
+            )
+            fix = f"lower lr (now {config.lr:g}) or bank_scale and run again {kept}"
             raise TrainingDiverged(f"{folder}: the loss of step {step + 1} is not finite ({terms}): {fix}")
         optimizer.zero_grad(set_to_none=True)
         parts.pop("loss").backward()
@@ -390,7 +400,10 @@ def pretrain(
             bar.update(1)
             bar.set_postfix(loss=f"{parts['contrastive']:.3f}", acc=f"{parts['retrieval_acc']:.2f}")
         if step % config.checkpoint_every == 0 or step == last:
+            if not recipe_file.exists():  # with the first checkpoint: it names the recipe of state.pt
+                atomic_write_text(recipe_file, config.to_json() + "\n")
             _checkpoint(folder, model, optimizer, step, seconds, cpu_seconds, history)
+            saved = step
     if bar is not None:
         bar.close()
     # a finished run is exported once, by the call that trained its last step: exporting again (e.g. to --ship
@@ -418,35 +431,6 @@ def _checkpoint(
     atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
-def ship(folder: str | Path, stem: str, weights_dir: Path | None = None) -> Path:
-    """Copy a finished run's weights, provenance and loss history into the package (`mmpiqa/weights/<stem>.*`),
-    where `mmpiqa.model.backbone.OFFLINE_TAGS` finds them. What the package ships is exactly what the run exported."""
-    import shutil
-
-    from mmpiqa.model import backbone
-
-    folder, target = Path(folder), weights_dir or backbone.WEIGHTS_DIR
-    if not (folder / PROVENANCE_FILE).is_file():
-        raise MissingFileError(
-            f"{folder} holds no exported weights: run `mmpiqa pretrain` to its last step first"
-        )
-    recorded = read_json(folder / PROVENANCE_FILE).get("sha256")
-    if recorded != file_sha256(folder / WEIGHTS_FILE):
-        raise CheckpointError(
-            f"{folder / WEIGHTS_FILE}: its checksum is not the one in {PROVENANCE_FILE}; nothing was shipped. "
-            f"Remake the run (delete {folder} and run the recipe again)"
-        )
-    # each file lands whole (a copy beside it, then a rename); the weights go first, so an interrupted ship is
-    # caught by the checksum check when the tag is loaded
-    for source, name in ((WEIGHTS_FILE, f"{stem}.safetensors"), (PROVENANCE_FILE, f"{stem}.json")):
-        atomic_write(target / name, lambda tmp, source=source: shutil.copyfile(folder / source, tmp))
-    history = read_json(folder / "history.json")
-    columns = "step lr seconds contrastive bank_quality bank_group retrieval_acc quality_corr".split()
-    lines = [",".join(columns)] + [",".join(f"{h[c]:.5g}" for c in columns) for h in history]
-    atomic_write_text(target / f"{stem}-history.csv", "\n".join(lines) + "\n")
-    return target / f"{stem}.safetensors"
-
-
 def export_weights(
     folder: Path,
     model: nn.Module,
@@ -457,13 +441,12 @@ def export_weights(
     device: torch.device,
 ):
     """fp16 safetensors of the whole CLIP (what open_clip loads) and a provenance record beside it."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    weights = atomic_write(
-        folder / WEIGHTS_FILE,
-        lambda tmp: save_file(state, str(tmp), metadata={"recipe": config.to_json(indent=None)}),
-    )
+    # bytes into the file atomic_write made (save_file would re-create it with mode 0600)
+    data = save(state, metadata={"recipe": config.to_json(indent=None)})
+    weights = atomic_write(folder / WEIGHTS_FILE, lambda tmp: tmp.write_bytes(data))
     tail = history[-min(50, len(history)) :]
     provenance = {
         "what": (

@@ -54,9 +54,11 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device={name!r}: 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'")
+        device = torch.device("meta")  # not a device name: refused below
+    if device.type not in ("cpu", "cuda"):  # the towers are tested on these; 'mps', 'meta', ... are not
+        raise ConfigError(f"device={name!r}: 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.type == "cuda" and (device.index or 0) >= (count := torch.cuda.device_count()):
+        raise ConfigError(f"device={name!r}: this machine has {count} CUDA device(s); use 'auto' or 'cpu'")
     return device
 
 
@@ -100,7 +102,6 @@ def _batches(
         shuffle=shuffle_seed is not None,
         generator=generator,
         num_workers=workers,
-        persistent_workers=False,
     )
 
 
