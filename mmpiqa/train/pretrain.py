@@ -325,9 +325,8 @@ def pretrain(
                 f"{folder} holds a pretraining run of another recipe ({recipe_file}); "
                 f"use another --out folder or delete that one"
             )
-    if (
-        folder / PROVENANCE_FILE
-    ).is_file() and not state_path.exists():  # finished, state.pt deleted for space
+    # a finished run whose state.pt was deleted for space: its exported weights stand, nothing is trained again
+    if (folder / PROVENANCE_FILE).is_file() and not state_path.exists():
         return PretrainResult(folder, folder / WEIGHTS_FILE, read_json(folder / "history.json"), config.steps)
     model = new_model(config).to(device)
     model.train()
@@ -376,11 +375,7 @@ def pretrain(
         if not torch.isfinite(parts["loss"]):
             # stop before the step: the last checkpoint stays finite, and nothing non-finite is ever exported
             terms = ", ".join(f"{k} {parts[k]:.4g}" for k in ("contrastive", "bank_quality", "bank_group"))
-            kept = (
-                f"in a new --out (this one keeps step {saved} of this recipe)"
-                if saved
-                else "(nothing was saved)"
-            )
+            kept = f"in a new --out (this one keeps step {saved})" if saved else "(nothing was saved)"
             fix = f"lower lr (now {config.lr:g}) or bank_scale and run again {kept}"
             raise TrainingDiverged(f"{folder}: the loss of step {step + 1} is not finite ({terms}): {fix}")
         optimizer.zero_grad(set_to_none=True)
