@@ -314,6 +314,10 @@ class DataConfig(ConfigBase):
             )
         if not 1 <= self.n_splits <= MAX_SPLITS:
             raise ConfigError(f"n_splits={self.n_splits}: between 1 and {MAX_SPLITS}")
+        if self.split_seed < 0:
+            raise ConfigError(f"split_seed={self.split_seed}: a whole number >= 0")
+        if self.root == "":  # a notebook's "no folder": as a path it would be the working folder
+            object.__setattr__(self, "root", None)
         if self.crop_size is not None and self.crop_size < 1:
             raise ConfigError(
                 f"crop_size={self.crop_size}: null (the backbone's input size) or its size in px"

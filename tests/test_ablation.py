@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mmpiqa import metrics
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import Split, save_splits
 from mmpiqa.runs.experiment import run_folder
 from mmpiqa.runs.sweep import Sweep, load_sweep
@@ -84,8 +84,26 @@ def test_arms_are_the_sweep_points_and_differ_in_one_field():
     sweep = Sweep(BASE, {"model.visual_depth": [0, 1, -1]}).points()
     assert [(c.name, c.key()) for c in configs] == [(p.name, p.key()) for p in sweep]
     assert ablation.varying_fields(configs) == ["model.visual_depth"]
-    with pytest.raises(ValueError, match="same config"):
+    with pytest.raises(ConfigError, match="a value is repeated"):
         ablation.arms(BASE, {"model.visual_depth": [1, 1]})
+    with pytest.raises(ConfigError, match="two spellings of one value"):
+        ablation.arms(BASE, {"model.visual_depth": [-1, "all"]})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (3, "depths=3: a non-empty list"),
+        ([], r"depths=\[\]: a non-empty list"),
+        ("0, 1", "depths='0, 1': a non-empty list"),
+        ([0, 0], "a value is repeated"),
+        ([-1, "all"], "a value is repeated"),  # one depth, spelled twice
+    ],
+)
+def test_a_chapters_list_parameter_is_checked_before_anything_uses_it(values, message):
+    with pytest.raises(ConfigError, match=message):
+        ablation.axis_values("depths", values, aliases={"all": -1})
+    assert ablation.axis_values("depths", (0, "all"), aliases={"all": -1}) == [0, -1]
 
 
 def test_base_config_puts_the_data_knobs_and_splits_into_the_key():

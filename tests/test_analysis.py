@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig
+from mmpiqa.config import ConfigError, DataConfig, ModelConfig, RunConfig
 from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.workbook import analysis, analysis_plots
 
@@ -42,7 +42,7 @@ def test_per_family_srcc_is_the_srcc_within_each_family_with_a_ci(predictions):
     assert by.loc["good", "ci_low"] <= by.loc["good", "srcc"] <= by.loc["good", "ci_high"]
     assert by.loc["all", "n"] == 90 and set(by["n"][:-1]) == {30}
     assert len(analysis.per_family_srcc(predictions, by="dist_type", n_boot=50)) == 7
-    with pytest.raises(KeyError, match="no column"):
+    with pytest.raises(ConfigError, match="by='nope' is not a column of the predictions"):
         analysis.per_family_srcc(predictions, by="nope")
 
 
@@ -55,6 +55,21 @@ def test_largest_errors_are_measured_after_the_logistic_mapping():
     assert len(worst) == 3 and worst.loc[0, "name"] == "7"
     assert worst.loc[0, "error"] > 0.5 and worst["abs_error"].is_monotonic_decreasing
     assert (worst["mapped"] <= 1.05).all()  # on the MOS scale, not the raw score's
+    for k in (0, -1, 41, 2.5):  # -1 would be "all but one" to pandas
+        with pytest.raises(ConfigError, match=f"k={k!r} images; between 1 and the 40 predicted"):
+            analysis.largest_errors(frame, k=k)
+
+
+def test_extra_test_sets_are_other_datasets_with_their_folders():
+    sets = analysis.extra_test_sets({"koniq10k": "/data/koniq", "embedded": ""}, main="kadid10k")
+    assert (
+        sets["koniq10k"].root == "/data/koniq" and sets["embedded"].root is None
+    )  # '' is no folder, not "."
+    for bad in (["koniq10k"], {"kadid10k": "/x"}, "koniq10k"):  # a list, the main dataset again, a name
+        with pytest.raises(
+            ConfigError, match="extra_datasets=.*a mapping of datasets other than the main one"
+        ):
+            analysis.extra_test_sets(bad, main="kadid10k")
 
 
 def _fake_run(folder, dataset="embedded", srcc=0.42):

@@ -63,7 +63,9 @@ def test_small_table_is_valid_and_complete(small, small_table):
     t = small_table
     assert validate_table(t.drop(columns=[*emb.METRICS, "source"])).shape[0] == len(t)
     # every content crop names the photo it was cut from (splits keep a photo on one side)
-    assert t.groupby("ref")["source"].nunique().eq(1).all() and set(t["source"]) <= {s.key for s in emb.SOURCES}
+    assert t.groupby("ref")["source"].nunique().eq(1).all() and set(t["source"]) <= {
+        s.key for s in emb.SOURCES
+    }
     assert set(t["dataset"]) == {"embedded"}
     n_refs = t["ref"].nunique()
     assert n_refs == 3
@@ -212,7 +214,9 @@ def test_a_damaged_image_of_a_build_says_to_rebuild_not_to_download(tmp_path, ti
     assert "2 of 15 listed images cannot be used" in text
     for png in pngs:
         png.unlink(missing_ok=True)
-    with pytest.raises(DatasetFormatError, match=f"none of the 15 images .* delete {folder} and the next run"):
+    with pytest.raises(
+        DatasetFormatError, match=f"none of the 15 images .* delete {folder} and the next run"
+    ):
         read_dataset("embedded", folder)
 
 
@@ -235,5 +239,9 @@ def test_a_cache_folder_that_is_a_file_is_a_write_error(tmp_path):
 
 
 def test_unknown_size_is_refused():
-    with pytest.raises(ValueError, match="unknown embedded size"):
+    from mmpiqa.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="size='huge': the embedded benchmark comes in sizes small, default, full"
+    ):
         emb.build_embedded("huge")

@@ -245,6 +245,12 @@ def test_a_saved_splits_file_that_no_longer_fits_is_refused_before_anything_is_w
         ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
         ("train.device=cdua", "device='cdua': 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ("data.reader_options=[a]", "reader_options=['a']: a mapping"),
+        ("data.split_seed=-1", "split_seed=-1: a whole number >= 0"),
+        ("data.size=huge", "size='huge': the embedded benchmark comes in sizes small, default, full"),
+        (
+            "data.train_fraction=0.005",
+            "training images; training compares images in pairs and needs at least 2",
+        ),
         ("data.reader_options={size: full}", "data.reader_options: size cannot be a reader option here"),
         ("data.reader_options={mos_col: dmos}", "embedded: no reader option 'mos_col' (data.reader_options"),
     ],

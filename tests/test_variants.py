@@ -201,3 +201,21 @@ def test_arms_that_differ_only_in_training_share_one_zero_shot_folder():
     keys = {zero_shot_run(arm).key() for arm in different}
     assert len(keys) == len(different) and zero_shot_run(base).key() not in keys
     assert zero_shot_run(base, "antonym").key() != zero_shot_run(base).key()
+
+
+def test_chapter_parameters_are_checked_as_config_fields():
+    """The factories build their configs as a config file is read: a parameter of the wrong type or range is a
+    ConfigError naming the field, never a silent "all" or a failure deep inside a run."""
+    from mmpiqa.config import ConfigError
+
+    assert mpiqe_run(TEACHING, train_fraction=1.0).data.train_fraction is None  # 1.0 and None: all of it
+    for changes, message in [
+        ({"n_splits": 1.5}, "data.n_splits: expected int, got 1.5"),
+        ({"epochs": "3"}, "train.epochs: expected int, got '3'"),
+        ({"train_fraction": 1.5}, r"train_fraction=1.5: in \(0, 1\]"),
+        ({"split_seed": -1}, "split_seed=-1: a whole number >= 0"),
+        ({"visual_depth": 2.0}, "model.visual_depth: expected int, got 2.0"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            mpiqe_run(TEACHING, **changes)
+    assert mpiqe_run(TEACHING, root="").data.root is None  # a notebook's '' is no folder, never "."

@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mmpiqa.config import ConfigError
 from mmpiqa.data.distortions import FAMILIES, Family, get_family, to_uint8
 from mmpiqa.data.readers._common import DatasetFormatError
 from mmpiqa.data.table import validate_table
@@ -227,8 +228,8 @@ def _resolve(size: str | EmbeddedSpec) -> EmbeddedSpec:
     try:
         return SIZES[size]
     except KeyError:
-        raise ValueError(
-            f"unknown embedded size {size!r}; choose one of {sorted(SIZES)} or pass an EmbeddedSpec"
+        raise ConfigError(
+            f"size={size!r}: the embedded benchmark comes in sizes {', '.join(SIZES)} (or pass an EmbeddedSpec)"
         ) from None
 
 

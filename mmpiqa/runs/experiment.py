@@ -348,6 +348,12 @@ def run_splits(config: RunConfig, table: pd.DataFrame, saved: Path) -> list[Spli
                 f"{sizes['test']}; a correlation needs {metrics.MIN_ITEMS} in each): use a larger dataset or give "
                 f"val and test more of it (data.fractions={config.data.fractions})"
             )
+        kept = len(training_images(split, config.data))
+        if config.data.train_fraction is not None and kept < 2:
+            raise ConfigError(
+                f"data.train_fraction={config.data.train_fraction}: split {split.index} keeps {kept} of its "
+                f"{len(split.train)} training images; training compares images in pairs and needs at least 2"
+            )
     return splits
 
 

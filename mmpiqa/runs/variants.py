@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.config import DataConfig, RunConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,32 @@ def mpiqe_run(
 
     The defaults are chapter 03's CPU smoke run (the embedded 'small' size keeps a chapter under two minutes on
     two cores); chapters 06 and 07 reuse its run folder by asking for the same config."""
-    model = ModelConfig(backbone=backbone.name, pretrained=backbone.pretrained, **model_changes)
     # 1.0 and None both mean "all of the training part": one spelling, so every chapter finds the same run folder
-    fraction = None if train_fraction is None or train_fraction >= 1.0 else train_fraction
-    data = DataConfig(
-        dataset=dataset,
-        root=root or None,
-        size=size,
-        n_splits=n_splits,
-        split_seed=split_seed,
-        train_fraction=fraction,
-        train_crops=train_crops,
-        test_crop=test_crop,
+    fraction = None if train_fraction == 1 else train_fraction
+    # through from_dict, as a config file would be: a notebook parameter of the wrong type (n_splits=1.5) is a
+    # ConfigError naming the field, not a failure deep inside a run
+    return RunConfig.from_dict(
+        {
+            "name": "mpiqe",
+            "model": {"backbone": backbone.name, "pretrained": backbone.pretrained, **model_changes},
+            "data": {
+                "dataset": dataset,
+                "root": root or None,
+                "size": size,
+                "n_splits": n_splits,
+                "split_seed": split_seed,
+                "train_fraction": fraction,
+                "train_crops": train_crops,
+                "test_crop": test_crop,
+            },
+            "train": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "device": device,
+                "num_workers": num_workers,
+            },
+        }
     )
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, device=device, num_workers=num_workers)
-    return RunConfig(name="mpiqe", model=model, data=data, train=train)
 
 
 def zero_shot_run(run: RunConfig, head: str = "levels") -> RunConfig:

@@ -31,7 +31,7 @@ import pandas as pd
 import seaborn as sns
 
 from mmpiqa import metrics
-from mmpiqa.config import RunConfig
+from mmpiqa.config import ConfigError, RunConfig
 from mmpiqa.model.checkpoint import read_json
 from mmpiqa.runs.experiment import load_table, run, run_folder
 from mmpiqa.runs.folder import RunFolder
@@ -43,6 +43,7 @@ METRIC_NAMES = ("srcc", "plcc", "krcc", "plcc_logistic", "rmse")
 __all__ = [
     "ablation_heatmap",
     "arms",
+    "axis_values",
     "base_config",
     "depth_plot",
     "image_blocks",
@@ -86,15 +87,27 @@ def base_config(
     )
 
 
+def axis_values(name: str, values: Any, aliases: dict | None = None) -> list:
+    """A chapter's list parameter (`depths`, `heads`, `branch_sets`) checked before anything uses it: a non-empty
+    list of distinct values, each spelled as the configs store it (`aliases`, e.g. {"all": -1}); else one
+    ConfigError naming the parameter."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or not values:
+        raise ConfigError(f"{name}={values!r}: a non-empty list of values, e.g. {name}=[a, b]")
+    values = [(aliases or {}).get(v, v) if isinstance(v, str) else v for v in values]
+    if len({json.dumps(v, default=str) for v in values}) != len(values):
+        raise ConfigError(f"{name}={values!r}: a value is repeated; give each arm once")
+    return values
+
+
 def arms(base: RunConfig, axes: dict[str, Sequence[Any]]) -> list[RunConfig]:
     """One RunConfig per point of the product of `axes` (``"section.field" -> values``), named as
     `mmpiqa sweep` names them (``<base name>-<field>=<value>-...``), so both make the same run folders."""
     if not axes:
-        raise ValueError("give at least one axis, e.g. {'model.visual_depth': [0, 1, -1]}")
-    configs = Sweep(base, {k: list(v) for k, v in axes.items()}).points()
+        raise ConfigError("give at least one axis, e.g. {'model.visual_depth': [0, 1, -1]}")
+    configs = Sweep(base, {k: axis_values(k, v) for k, v in axes.items()}).points()
     keys = [c.key() for c in configs]
     if len(set(keys)) != len(keys):
-        raise ValueError("two arms have the same config (a value repeated on an axis?)")
+        raise ConfigError(f"two arms have the same config (two spellings of one value on an axis?): {axes}")
     return configs
 
 

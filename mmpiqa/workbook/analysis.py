@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from mmpiqa import metrics
-from mmpiqa.config import DataConfig
+from mmpiqa.config import ConfigError, DataConfig
 from mmpiqa.model.prompted_clip import PromptedCLIP
 from mmpiqa.runs import experiment
 from mmpiqa.runs.folder import RunFolder
@@ -46,7 +47,10 @@ def per_family_srcc(
     Columns: family, n, srcc, ci_low, ci_high. A family with constant scores or MOS gets nan (no warning).
     """
     if by not in predictions.columns:
-        raise KeyError(f"predictions have no column {by!r}; columns are {list(predictions.columns)}")
+        raise ConfigError(
+            f"per_family_srcc: by={by!r} is not a column of the predictions; families are read from "
+            "'dist_type', 'dist_group' or (joined from the table) 'dist_level'"
+        )
     groups = [(str(name), part) for name, part in predictions.groupby(by, sort=True) if str(name)]
     rows = []
     for name, part in [*groups, ("all", predictions)]:
@@ -72,6 +76,8 @@ def largest_errors(predictions: pd.DataFrame, k: int = 8) -> pd.DataFrame:
     Returns those rows with the added columns mapped, error (mapped - MOS; > 0: the model thinks the image is
     better than people do) and abs_error, largest first.
     """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(predictions):
+        raise ConfigError(f"largest_errors: k={k!r} images; between 1 and the {len(predictions)} predicted")
     fit = metrics.fit_logistic4(predictions["score"], predictions["mos"])
     out = predictions.assign(mapped=fit(predictions["score"]))
     out["error"] = out["mapped"] - out["mos"]
@@ -136,6 +142,17 @@ def cross_dataset_results(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def extra_test_sets(extra: Any, main: str) -> dict[str, DataConfig]:
+    """Chapter 06's `extra_datasets` parameter as test sets: datasets other than `main`, name -> unpacked folder
+    ('' only for the embedded benchmark)."""
+    if not isinstance(extra, Mapping) or main in extra or not all(isinstance(k, str) for k in extra):
+        raise ConfigError(
+            f"extra_datasets={extra!r}: a mapping of datasets other than the main one ({main!r}) to their "
+            "folders, e.g. {'koniq10k': '/data/koniq10k'}"
+        )
+    return {name: DataConfig(dataset=name, root=str(path) if path else None) for name, path in extra.items()}
 
 
 def cross_dataset_matrix(
