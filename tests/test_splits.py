@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from mmpiqa.config import ConfigError
 from mmpiqa.data.splits import (
     LeakageError,
     Split,
@@ -146,6 +147,11 @@ def test_subsample_train_only_and_reproducible():
         subsample_train(s)
     with pytest.raises(ValueError, match="n must be"):
         subsample_train(s, n=10_000)
+    for fraction in (0, 1.5):  # chapter 08's fractions reach here first: the message names the setting
+        with pytest.raises(
+            ConfigError, match=rf"train_fraction={fraction}: a fraction of the training part in"
+        ):
+            subsample_train(s, fraction=fraction, seed=0)
 
 
 def test_a_source_photo_stays_on_one_side():

@@ -219,3 +219,14 @@ def test_chapter_parameters_are_checked_as_config_fields():
         with pytest.raises(ConfigError, match=message):
             mpiqe_run(TEACHING, **changes)
     assert mpiqe_run(TEACHING, root="").data.root is None  # a notebook's '' is no folder, never "."
+
+
+def test_a_backbone_that_cannot_be_built_is_refused_before_the_banner_describes_it():
+    from mmpiqa.config import ConfigError
+    from mmpiqa.model.backbone import UnsupportedBackbone
+    from mmpiqa.workbook import choose_backbone
+
+    with pytest.raises(UnsupportedBackbone, match="Unknown backbone 'ViT-B-99'"):
+        choose_backbone("ViT-B-99", "")
+    with pytest.raises(ConfigError, match="pretrained='openai' with backbone='auto'"):  # would be ignored
+        choose_backbone("auto", "openai")

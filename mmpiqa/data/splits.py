@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmpiqa.config import ConfigError
+
 __all__ = [
     "PROTOCOLS",
     "LeakageError",
@@ -253,7 +255,7 @@ def subsample_train(
     total = len(split.train)
     if fraction is not None:
         if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+            raise ConfigError(f"train_fraction={fraction!r}: a fraction of the training part in (0, 1]")
         k = max(1, round(fraction * total))
         how = f"fraction={fraction:g}"
     else:

@@ -314,6 +314,15 @@ def fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def check_backbone_name(name: str) -> None:
+    """Refuse, before anything is built, a name that is neither an open_clip model nor an offline config."""
+    if name not in set(open_clip.list_models()) | set(OFFLINE_CONFIGS):
+        raise UnsupportedBackbone(
+            f"Unknown backbone '{name}'. Offline configs: {', '.join(OFFLINE_CONFIGS)}; open_clip models include "
+            f"ViT-B-32, ViT-B-16, ViT-L-14 (see open_clip.list_models())."
+        )
+
+
 def load_backbone(
     name: str = "tiny", pretrained: str | None = None, *, seed: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, BackboneIdentity]:
@@ -325,12 +334,7 @@ def load_backbone(
     A named tag is built with the activation its weights were trained with (`tag_uses_quick_gelu`); a local
     file takes the activation of the config `name` names (``ViT-B-16-quickgelu`` for OpenAI weights).
     """
-    known = set(open_clip.list_models()) | set(OFFLINE_CONFIGS)
-    if name not in known:
-        raise UnsupportedBackbone(
-            f"Unknown backbone '{name}'. Offline configs: {', '.join(OFFLINE_CONFIGS)}; open_clip models include "
-            f"ViT-B-32, ViT-B-16, ViT-L-14 (see open_clip.list_models())."
-        )
+    check_backbone_name(name)
     model = _create(name, pretrained, seed)
     check_supported(model)
     freeze(model)

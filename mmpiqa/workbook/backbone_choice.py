@@ -11,7 +11,15 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmpiqa.model.backbone import OFFLINE_CONFIGS, OFFLINE_TAGS, cached_weights, hub_offline, offline_summary
+from mmpiqa.config import ConfigError
+from mmpiqa.model.backbone import (
+    OFFLINE_CONFIGS,
+    OFFLINE_TAGS,
+    cached_weights,
+    check_backbone_name,
+    hub_offline,
+    offline_summary,
+)
 from mmpiqa.runs.variants import BackboneWeights
 
 REAL_BACKBONE = ("ViT-B-16", "openai")  # what backbone="auto" uses when its weights can be had
@@ -71,8 +79,14 @@ def choose_backbone(backbone: str = "auto", pretrained: str | None = None) -> Ba
     parameter cannot be None) means random weights, as None does."""
     pretrained = pretrained or None
     if backbone != "auto":
+        check_backbone_name(backbone)  # the banner must never describe a backbone that cannot be built
         reason = "chosen explicitly" if pretrained or backbone not in OFFLINE_CONFIGS else "offline config"
         return Backbone(backbone, pretrained, reason)
+    if pretrained:
+        raise ConfigError(
+            f"pretrained={pretrained!r} with backbone='auto': 'auto' chooses its own weights; name the backbone "
+            "too (e.g. backbone='ViT-B-16', pretrained='openai') or leave pretrained ''"
+        )
     name, tag = REAL_BACKBONE
     if cached_weights(name, tag) is not None:
         return Backbone(name, tag, "weights found in the local cache")
