@@ -144,7 +144,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     data = read_config_file(args.config, "recipe file") if args.config else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{args.config}: a recipe file is a mapping of recipe fields, e.g. steps: 3000")
-    data.update(parse_assignments(args.set or []))
+    data.update(parse_assignments(args.set or [], form="field"))  # a recipe has no sections
     config = PretrainConfig.from_dict(data, where="pretrain recipe")
     if args.ship and args.stop_after is not None and args.stop_after < config.steps:
         raise ConfigError(
@@ -238,7 +238,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
             mos_range=tuple(args.mos_range) if args.mos_range else None,
             higher_is_better=False if args.lower_is_better else None,  # None: a MOS (a dmos column warns)
         )
-    options.update(parse_assignments(args.option or [], flag="--option"))
+    options.update(parse_assignments(args.option or [], flag="--option", form="key"))
     report, problems = verify(
         args.name,
         args.root,

@@ -413,9 +413,11 @@ class RunConfig(ConfigBase):
         return RunConfig.from_dict(data)
 
 
-def parse_assignments(assignments: list[str] | dict[str, Any], flag: str = "--set") -> list[tuple[str, Any]]:
-    """`key=value` strings (a `--set`, or the `flag` named in errors) as (key, value) pairs, values read as YAML;
-    a dict passes through."""
+def parse_assignments(
+    assignments: list[str] | dict[str, Any], flag: str = "--set", form: str = "section.field"
+) -> list[tuple[str, Any]]:
+    """`form=value` strings (a `--set`, or the `flag` named in errors) as (key, value) pairs, values read as
+    YAML; a dict passes through."""
     if isinstance(assignments, dict):
         return list(assignments.items())
     import yaml
@@ -424,9 +426,7 @@ def parse_assignments(assignments: list[str] | dict[str, Any], flag: str = "--se
     for text in assignments:
         key, sep, value = (part.strip() for part in text.partition("="))
         if not sep:
-            raise ConfigError(
-                f"{flag} {text!r}: expected {'section.field' if flag == '--set' else 'key'}=value"
-            )
+            raise ConfigError(f"{flag} {text!r}: expected {form}=value")
         try:
             pairs.append((key, yaml.safe_load(value)))
         except yaml.YAMLError as error:

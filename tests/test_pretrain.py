@@ -435,6 +435,8 @@ def test_a_recipe_file_and_set_values_are_checked_together(tmp_path, capsys):
     args = ["pretrain", "--config", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]
     assert main([*args, "--set", "versions=3"]) == 0  # ...3 do
     assert json.loads((tmp_path / "run" / "recipe.json").read_text())["batch_size"] == 6
+    assert main([*args, "--set", "steps"]) == 2
+    assert "error: --set 'steps': expected field=value" in capsys.readouterr().err
     recipe.write_text("- steps: 1\n")
     assert main(args) == 2
     assert "recipe.yaml: a recipe file is a mapping of recipe fields" in capsys.readouterr().err
