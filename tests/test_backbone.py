@@ -10,6 +10,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mmpiqa import ModelConfig, build_model
+from mmpiqa.model import backbone as backbone_module
 from mmpiqa.model.backbone import (
     UnsupportedBackbone,
     WeightsUnavailable,
@@ -83,10 +84,28 @@ def test_missing_local_path_is_named(tmp_path):
 
 
 def test_random_backbone_depends_on_seed_only():
-    _a, ia = load_backbone("micro", seed=1)
-    _b, ib = load_backbone("micro", seed=1)
-    _c, ic = load_backbone("micro", seed=2)
-    assert ia.fingerprint == ib.fingerprint != ic.fingerprint
+    fingerprints = []
+    for seed in (1, 1, 2):
+        backbone_module._built_offline.cache_clear()  # built anew each time, not copied from memory
+        fingerprints.append(load_backbone("micro", seed=seed)[1].fingerprint)
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]
+
+
+def test_offline_backbones_are_built_once_and_handed_out_as_copies():
+    backbone_module._built_offline.cache_clear()
+    first, identity = load_backbone("micro", seed=3)
+    with torch.no_grad():
+        first.visual.conv1.weight.add_(1.0)  # one caller's edit never reaches the next
+    second, again = load_backbone("micro", seed=3)
+    built = backbone_module._create("micro", None, 3)
+    assert again == identity and backbone_module._built_offline.cache_info().currsize == 1
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(second.state_dict().values(), built.state_dict().values(), strict=True)
+    )
+    assert not second.training and not any(p.requires_grad for p in second.parameters())
+    load_backbone("tiny", "synthetic")  # kept apart from the random micro: one copy per backbone
+    assert backbone_module._built_offline.cache_info().currsize == 2
 
 
 def test_unsupported_models_are_refused():

@@ -17,10 +17,11 @@ The backbone is never edited: it is frozen (every tensor, ``logit_scale`` includ
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from pickle import UnpicklingError
 
@@ -293,12 +294,6 @@ def check_supported(model: torch.nn.Module) -> None:
         )
 
 
-def freeze(model: torch.nn.Module) -> torch.nn.Module:
-    """Every backbone tensor frozen (lock_*_tower would leave logit_scale trainable) and eval mode."""
-    model.requires_grad_(False)
-    return model.eval()
-
-
 def fingerprint(model: torch.nn.Module) -> str:
     """A cheap, stable digest of the backbone: weights (names, shapes, sums and a few values per tensor) and,
     when it is QuickGELU, the activation (GELU models keep the digests they had before it was recorded)."""
@@ -333,21 +328,34 @@ def load_backbone(
     Raises WeightsUnavailable (with the fix in its message) rather than ever falling back to random weights.
     A named tag is built with the activation its weights were trained with (`tag_uses_quick_gelu`); a local
     file takes the activation of the config `name` names (``ViT-B-16-quickgelu`` for OpenAI weights).
+    An offline config with random or shipped weights is built once per process and handed out as copies.
     """
     check_backbone_name(name)
-    model = _create(name, pretrained, seed)
+    if name not in OFFLINE_CONFIGS or (pretrained is not None and (name, pretrained) not in OFFLINE_TAGS):
+        return _build(name, pretrained, seed, device)
+    # keyed by the shipped file as it is on disk now (checked first), so a replaced file is never served from memory
+    stat = offline_weights(name, pretrained).stat() if pretrained is not None else None
+    on_disk = stat and (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+    model, identity = _built_offline(name, pretrained, seed, on_disk)
+    return copy.deepcopy(model).to(device), identity
+
+
+# Offline backbones are rebuilt for every split, runtime projection and chapter cell, and building one (random
+# init of every layer, then the weights copied in) takes longer than its forward pass on a batch: a frozen CPU
+# copy of the latest few is kept. Real CLIPs are not kept: their memory matters more than their build time.
+@lru_cache(maxsize=4)
+def _built_offline(name: str, pretrained: str | None, seed: int, on_disk: tuple | None) -> tuple:
+    return _build(name, pretrained, seed, "cpu")
+
+
+def _build(name: str, pretrained: str | None, seed: int, device) -> tuple[torch.nn.Module, BackboneIdentity]:
+    # every tensor frozen (open_clip's lock_*_tower would leave logit_scale trainable), in eval mode
+    model = _create(name, pretrained, seed).requires_grad_(False).eval().to(device)
     check_supported(model)
-    freeze(model)
-    model.to(device)
-    identity = BackboneIdentity(
-        name=name,
-        pretrained=pretrained,
-        seed=seed if pretrained is None else None,
-        fingerprint=fingerprint(model),
-        activation=activation_of(model),
-    )
-    return model, identity
+    seed = seed if pretrained is None else None  # recorded for random weights only
+    return model, BackboneIdentity(name, pretrained, seed, fingerprint(model), activation_of(model))
 
 
+@cache  # stateless apart from its BPE memo; building one reads the vocabulary file
 def tokenizer_for(name: str):
     return open_clip.get_tokenizer(registry_name(name))
