@@ -315,8 +315,8 @@ def bootstrap_ci(
     p, m = _pair(pred, mos)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2 (one resample gives no interval), got {n_boot}")
     if isinstance(metric, str):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a function")

@@ -46,6 +46,16 @@ def test_per_family_srcc_is_the_srcc_within_each_family_with_a_ci(predictions):
         analysis.per_family_srcc(predictions, by="nope")
 
 
+def test_per_family_srcc_refuses_too_few_resamples_before_any_family(predictions):
+    for n_boot in (0, 1, 2.5, True):  # one resample: a zero-width "interval"
+        message = rf"n_boot={n_boot!r}: bootstrap resamples, a whole number >= 2"
+        with pytest.raises(ConfigError, match=message):
+            analysis.per_family_srcc(predictions, n_boot=n_boot)
+    flat = predictions[predictions["dist_group"] == "flat"]  # no finite SRCC: bootstrap_ci is never called
+    with pytest.raises(ConfigError, match="n_boot=1"):
+        analysis.per_family_srcc(flat, n_boot=1)
+
+
 def test_largest_errors_are_measured_after_the_logistic_mapping():
     mos = np.linspace(0, 1, 40)
     score = 10 * mos + 3  # a monotone map: the logistic makes it (almost) exact ...
@@ -154,6 +164,14 @@ def test_nearest_words_of_the_initial_context_are_its_own_words(micro):
     drift = analysis.context_drift(micro, moved)
     assert (drift["relative_change"] > 1).all() and (drift["cosine_to_start"] < 0.9).all()
     assert (analysis.context_drift(micro, micro)["cosine_to_start"] > 0.9999).all()
+
+
+def test_nearest_words_refuses_k_outside_the_vocabulary(micro):
+    for k in (0, -1, 49407, 2.0):  # 49,408 tokens less the start and end tokens
+        with pytest.raises(
+            ConfigError, match=rf"k={k!r}: nearest words per context vector, a whole number from 1 to 49406"
+        ):
+            analysis.nearest_words(micro, k=k)
 
 
 def test_prompt_norms_cover_every_learned_layer(micro, micro_images):

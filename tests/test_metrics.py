@@ -231,6 +231,8 @@ def test_bootstrap_ci_deterministic_callable_and_checks():
         M.bootstrap_ci(pred, mos, metric="srocc")
     with pytest.raises(ValueError, match="alpha"):
         M.bootstrap_ci(pred, mos, alpha=1.5)
+    with pytest.raises(ValueError, match="n_boot must be at least 2"):  # one resample is no interval
+        M.bootstrap_ci(pred, mos, n_boot=1)
 
 
 def test_summarise():

@@ -60,6 +60,16 @@ def test_corpus_items_are_a_pure_function_of_seed_and_index():
     assert not np.array_equal(corpus_item(4, 17, 48).image, a.image)  # another seed, another corpus
 
 
+def test_the_chapter_corpus_is_whole_contents():
+    from mmpiqa.workbook.pretrain_views import corpus_items
+
+    items = corpus_items(8, seed=3, size=32)
+    assert [it.level == 0 for it in items[::4]] == [True, True]  # two contents, each clean first
+    for n in (0, 10, -4, 8.0):
+        with pytest.raises(ConfigError, match=rf"n={n!r}: corpus pairs, a multiple of versions=4"):
+            corpus_items(n, size=32)
+
+
 def test_versions_of_one_content_differ_only_in_damage():
     items = [corpus_item(0, i, 48, versions=4) for i in range(40)]
     for start in range(0, 40, 4):

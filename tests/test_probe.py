@@ -7,11 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
-from mmpiqa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from mmpiqa.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.splits import load_splits, make_splits
 from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.runs.experiment import load_table, results_table
-from mmpiqa.workbook.probe import crop_features, fit_ridge, load_probe, probe_folder, ridge_path, run_probe
+from mmpiqa.workbook.probe import (
+    check_features,
+    crop_features,
+    fit_ridge,
+    load_probe,
+    probe_folder,
+    ridge_path,
+    run_probe,
+)
 
 DATA = DataConfig(dataset="embedded", size="small", n_splits=1, train_crops=2, test_crop="center")
 CONFIG = RunConfig(
@@ -52,6 +60,17 @@ def test_pooled_probe_features_are_the_frozen_image_embedding(micro_images):
     blocks = len(model.clip.visual.transformer.resblocks)
     width = model.clip.visual.conv1.out_channels
     assert both.shape == (3, expected.shape[1] + blocks * 2 * width)  # per block: token mean and std
+
+
+def test_an_unknown_feature_name_is_refused_before_anything_runs(tmp_path):
+    assert check_features("tokens") == "tokens"
+    message = "features: 'pool' is not a probe feature; one of 'pooled', 'tokens', 'both'"
+    with pytest.raises(ConfigError, match=message):
+        run_probe(CONFIG, tmp_path, features="pool", progress=False, echo=False)
+    assert not any(tmp_path.iterdir())  # no table read, no folder made
+    # chapter 08 checks each item of its list, naming the parameter
+    with pytest.raises(ConfigError, match="probe_features: 'pool' is not a probe feature"):
+        check_features("pool", name="probe_features")
 
 
 def test_run_probe_writes_a_run_shaped_folder_that_results_table_reads(tmp_path):

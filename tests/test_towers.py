@@ -4,7 +4,7 @@ import matplotlib
 import pytest
 import torch
 
-from mmpiqa.config import ModelConfig
+from mmpiqa.config import ConfigError, ModelConfig
 from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.workbook import towers
 
@@ -83,6 +83,16 @@ def test_cost_per_depth_reports_positive_times():
     assert wall.loc[1, "clock"] == "wall" and wall.loc[1, "step_s"] > 0
     with pytest.raises(ValueError, match="clock"):
         towers.cost_per_depth(MICRO, [1], clock="gpu")
+
+
+def test_cost_per_depth_refuses_empty_batches_and_no_timed_steps():
+    for changes, message in [
+        ({"batch": 0}, "batch=0: images per timed training step, a whole number >= 1"),
+        ({"steps": 0}, r"steps=0: timed training steps per depth \(the fastest counts\), a whole"),
+        ({"warmup": -1}, "warmup=-1: untimed rounds before the timed steps, a whole number >= 0"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            towers.cost_per_depth(MICRO, [1], **changes)
 
 
 def test_attention_maps_are_the_blocks_own_attention(micro_images):

@@ -221,6 +221,33 @@ def test_chapter_parameters_are_checked_as_config_fields():
     assert mpiqe_run(TEACHING, root="").data.root is None  # a notebook's '' is no folder, never "."
 
 
+def test_whole_number_names_the_parameter_and_what_it_accepts():
+    import numpy as np
+
+    from mmpiqa.config import ConfigError
+    from mmpiqa.workbook import whole_number
+
+    assert whole_number("steps", 3, 1) == 3 and whole_number("k", np.int64(2), 1, 2) == 2
+    for value in (0, 1.0, True, "2", None):
+        with pytest.raises(ConfigError, match=f"steps={value!r}: timed steps, a whole number >= 1$"):
+            whole_number("steps", value, 1, what="timed steps")
+    with pytest.raises(ConfigError, match=r"^k=9: a whole number from 1 to 8 \(the vocabulary\)$"):
+        whole_number("k", 9, 1, 8, why="the vocabulary")
+    with pytest.raises(ConfigError, match="n=1: a whole number from 1 to 0"):  # nothing to choose from
+        whole_number("n", 1, 1, 0)
+
+
+def test_an_empty_runs_folder_is_refused_not_read_as_notebooks(tmp_path, monkeypatch):
+    from mmpiqa.config import ConfigError
+    from mmpiqa.workbook import runs_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert runs_dir("runs/workbook").resolve() == (tmp_path / "runs" / "workbook").resolve()  # made
+    for empty in ("", " "):  # Path('') is '.': the notebooks' own folder
+        with pytest.raises(ConfigError, match=f"runs='{empty}': the folder of the workbook's run folders"):
+            runs_dir(empty)
+
+
 def test_a_backbone_that_cannot_be_built_is_refused_before_the_banner_describes_it():
     from mmpiqa.config import ConfigError
     from mmpiqa.model.backbone import UnsupportedBackbone

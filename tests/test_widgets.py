@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from mmpiqa import ModelConfig, build_model
+from mmpiqa.config import ConfigError
 from mmpiqa.data.embedded import CALIBRATION, METRICS, metric_quality, pseudo_mos
 from mmpiqa.workbook import widgets
 
@@ -116,8 +117,10 @@ def test_pick_gallery_spreads_over_mos():
     assert chosen["mos"].is_monotonic_increasing
     assert chosen["mos"].iloc[0] == table["mos"].min() and chosen["mos"].iloc[-1] == table["mos"].max()
     assert set(widgets.pick_gallery(table, 5, ref="a")["ref"]) == {"a"}
-    with pytest.raises(ValueError, match="only 20"):
-        widgets.pick_gallery(table, 21, ref="b")
+    for n in (21, 0, -1, 2.0):  # -1 would be "the last image" to numpy
+        message = rf"n={n!r}: gallery images, a whole number from 1 to 20 \(the 20 images of content 'b'\)"
+        with pytest.raises(ConfigError, match=message):
+            widgets.pick_gallery(table, n, ref="b")
 
 
 def test_metric_quality_is_the_pseudo_mos_formula():
@@ -136,6 +139,23 @@ def test_gallery_lookup_and_reference(build):
     assert widgets.reference_path("/b/images/x-r1c2/jpeg_3.png").as_posix() == "/b/refs/x-r1c2.png"
     with pytest.raises(KeyError, match="no single image"):
         widgets.gallery_image(build, "cat-r0c0", "jpeg", 6)
+
+
+def test_a_content_not_in_the_table_is_refused_by_name(build):
+    assert widgets.check_ref(build, "") == widgets.check_ref(build, None) == "cat-r0c0"  # '': the first
+    message = r"ref='nope': not a content of the table; one of 'cat-r0c0' \(1 contents\)"
+    with pytest.raises(ConfigError, match=message):
+        widgets.distortion_grid(build, ref="nope")
+    with pytest.raises(ConfigError, match=message):
+        widgets.distortion_gallery(build, ref="nope")
+
+
+def test_image_features_refuses_an_empty_batch(zero_shot, gallery):
+    images, features, _ = gallery
+    torch.testing.assert_close(widgets.image_features(zero_shot, images, batch_size=4), features)
+    for batch_size in (0, -1):
+        with pytest.raises(ConfigError, match=f"batch_size={batch_size}: images per pass through the image"):
+            widgets.image_features(zero_shot, images, batch_size=batch_size)
 
 
 def test_figures_render(build, gallery):
@@ -224,3 +244,5 @@ def test_prompt_playground_rescores_on_new_prompts(zero_shot, gallery):
     assert text.value == widgets.PROMPT_PRESETS["five levels (LIQE words)"]
     text.value = " | "
     assert "at least one prompt" in report.value
+    with pytest.raises(ConfigError, match="prompt_playground: 2 gallery images; at least 3"):  # no SRCC of 2
+        widgets.prompt_playground(zero_shot, images[:2], mos[:2], features=features[:2])

@@ -34,6 +34,7 @@ from mmpiqa.config import ConfigError, DataConfig
 from mmpiqa.model.prompted_clip import PromptedCLIP
 from mmpiqa.runs import experiment
 from mmpiqa.runs.folder import RunFolder
+from mmpiqa.workbook.parameters import whole_number
 
 # ------------------------------------------------------------------------------------------------ evaluation
 
@@ -51,6 +52,10 @@ def per_family_srcc(
             f"per_family_srcc: by={by!r} is not a column of the predictions; families are read from "
             "'dist_type', 'dist_group' or (joined from the table) 'dist_level'"
         )
+    # checked here, not only in bootstrap_ci: a family too small for a CI never reaches it
+    whole_number(
+        "n_boot", n_boot, 2, what="bootstrap resamples", why="a percentile CI needs 2; 1000 is the default"
+    )
     groups = [(str(name), part) for name, part in predictions.groupby(by, sort=True) if str(name)]
     rows = []
     for name, part in [*groups, ("all", predictions)]:
@@ -189,10 +194,14 @@ def nearest_words(model: PromptedCLIP, k: int = 3, tokenizer=None, skip_special:
     vocab = F.normalize(model.clip.token_embedding.weight.detach().float(), dim=-1)
     ctx = F.normalize(model.text_prompts.ctx.detach().float().to(vocab.device), dim=-1)  # (B, n, W)
     cos = ctx @ vocab.t()  # (B, n, V)
+    skipped: set[int] = set()
     if skip_special:
         for token in (getattr(tokenizer, "sot_token_id", None), getattr(tokenizer, "eot_token_id", None)):
             if token is not None and token < cos.shape[-1]:
                 cos[..., int(token)] = -2.0
+                skipped.add(int(token))
+    why = "the vocabulary" + (" less its start and end tokens" if skipped else "")
+    whole_number("k", k, 1, cos.shape[-1] - len(skipped), what="nearest words per context vector", why=why)
     values, ids = cos.topk(k, dim=-1)
     rows = []
     for b, branch in enumerate(model.text_prompts.branch_names):

@@ -99,6 +99,11 @@ def choose_backbone(backbone: str = "auto", pretrained: str | None = None) -> Ba
 
 def runs_dir(path: str | Path = "../runs/workbook") -> Path:
     """The shared runs folder of the workbook (created if needed)."""
+    if not str(path).strip():
+        raise ConfigError(
+            f"runs={str(path)!r}: the folder of the workbook's run folders, e.g. '../runs/workbook' (the default); "
+            "'' would fill notebooks/ itself"
+        )
     folder = Path(path).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     return folder

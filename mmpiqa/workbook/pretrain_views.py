@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mmpiqa import metrics
-from mmpiqa.config import DataConfig, ModelConfig
+from mmpiqa.config import ConfigError, DataConfig, ModelConfig
 from mmpiqa.data.corpus import HELD_OUT_FAMILIES, corpus_item
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.model.backbone import WEIGHTS_DIR, load_backbone, tokenizer_for
@@ -24,12 +24,17 @@ from mmpiqa.model.prompted_clip import build_model
 from mmpiqa.runs.experiment import crop_policies
 from mmpiqa.train.pretrain import normalised_images
 from mmpiqa.train.trainer import predict_scores
+from mmpiqa.workbook.parameters import whole_number
 
 # Items from a seed the shipped recipe never used: pairs the teaching CLIP has not seen.
 FRESH_SEED = 20261130
 
 
 def corpus_items(n: int, seed: int = FRESH_SEED, size: int = 112, versions: int = 4) -> list:
+    """The first `n` items of the corpus of `seed`: `n / versions` contents with all their versions each."""
+    what = f"corpus pairs, a multiple of versions={versions} (whole contents), e.g. {12 * versions}"
+    if whole_number("n", n, versions, what=what) % versions:
+        raise ConfigError(f"n={n!r}: {what}")
     return [corpus_item(seed, i, size, versions) for i in range(n)]
 
 

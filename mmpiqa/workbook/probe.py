@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from mmpiqa import metrics
-from mmpiqa.config import ModelConfig, RunConfig, TrainConfig
+from mmpiqa.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from mmpiqa.data.crops import merge_crops
 from mmpiqa.files import atomic_write, atomic_write_json
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
@@ -50,6 +50,14 @@ ALPHAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
 # ------------------------------------------------------------------------------------------------ features
+def check_features(features: str, name: str = "features") -> str:
+    """`features` if it is one of FEATURES, else a ConfigError naming `name` (a chapter's list checks each item)."""
+    if features not in FEATURES:
+        options = ", ".join(map(repr, FEATURES))
+        raise ConfigError(f"{name}: {features!r} is not a probe feature; one of {options}")
+    return features
+
+
 @torch.no_grad()
 def image_features(
     model: PromptedCLIP,
@@ -66,8 +74,7 @@ def image_features(
     'pooled': the unit-norm pooled embedding (equal to `model.image_features(images, normalize=True)` without
     prompts); 'tokens': per block, the mean and std over all tokens (class + patches) of the block's output;
     'both': the two side by side. Computed through open_clip's public `forward_intermediates`."""
-    if features not in FEATURES:
-        raise ValueError(f"features={features!r}: one of {FEATURES}")
+    check_features(features)
     device = device or next(model.parameters()).device
     model.eval()
     out = []
@@ -200,8 +207,7 @@ class RidgeFit(SplitFitter):
     ridge fitted on train, the penalty chosen on val."""
 
     def __init__(self, features: str = "pooled", alphas: tuple[float, ...] = ALPHAS) -> None:
-        if features not in FEATURES:
-            raise ValueError(f"features={features!r}: one of {FEATURES}")
+        check_features(features)
         self.features, self.alphas = features, tuple(float(a) for a in alphas)
         self._model: PromptedCLIP | None = None
 

@@ -32,6 +32,7 @@ from mmpiqa.labels import BATCH_KEYS
 from mmpiqa.model.backbone import load_backbone
 from mmpiqa.model.prompted_clip import PromptedCLIP, build_model
 from mmpiqa.train.trainer import Trainer
+from mmpiqa.workbook.parameters import whole_number
 
 SOURCES = ("none", "appended", "replaced", "carried")  # where a block's prompt slots come from
 
@@ -213,6 +214,9 @@ def cost_per_depth(
     'wall' on a GPU). The depths take turns (round robin: `warmup` untimed rounds, then `steps` timed ones) so
     that a burst of load hits every depth alike, and each depth reports its fastest timed step (with its forward
     and backward parts), the usual estimate of a cost under noise."""
+    whole_number("batch", batch, 1, what="images per timed training step")
+    whole_number("steps", steps, 1, what="timed training steps per depth (the fastest counts)")
+    whole_number("warmup", warmup, 0, what="untimed rounds before the timed steps")
     device = torch.device(device)
     clock = ("cpu" if device.type == "cpu" else "wall") if clock == "auto" else clock
     if clock not in ("wall", "cpu") or (clock == "cpu" and device.type != "cpu"):

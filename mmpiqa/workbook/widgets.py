@@ -34,12 +34,14 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from mmpiqa import metrics
+from mmpiqa.config import ConfigError
 from mmpiqa.data.crops import CropPolicy, crop
 from mmpiqa.data.distortions import FAMILY_BY_NAME
 from mmpiqa.data.embedded import CALIBRATION, LOWER_IS_BETTER, METRICS, metric_quality
 from mmpiqa.data.images import load_rgb
 from mmpiqa.model.backbone import tokenizer_for
 from mmpiqa.model.heads import expected_level
+from mmpiqa.workbook.parameters import whole_number
 
 # label -> prompts, worst to best, '|'-separated
 PROMPT_PRESETS: dict[str, str] = {
@@ -74,6 +76,7 @@ def encode_prompts(model, prompts: Sequence[str]) -> torch.Tensor:
 @torch.no_grad()
 def image_features(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Unit-norm pooled features (N, E) of [0, 1] RGB images (N, 3, S, S) at the model's input size."""
+    whole_number("batch_size", batch_size, 1, what="images per pass through the image tower")
     device = model.clip.logit_scale.device
     parts = [
         model.image_features(images[i : i + batch_size].to(device), normalize=True).float()
@@ -127,8 +130,8 @@ def compare_prompts(
 def pick_gallery(table: pd.DataFrame, n: int = 12, ref: str | None = None) -> pd.DataFrame:
     """`n` images spread evenly over the MOS range (lowest to highest), of one content `ref` or of all."""
     rows = table if ref is None else table[table["ref"] == ref]
-    if len(rows) < n:
-        raise ValueError(f"asked for {n} images but only {len(rows)} are available")
+    where = "of the table" if ref is None else f"of content {ref!r}"
+    whole_number("n", n, 1, len(rows), what="gallery images", why=f"the {len(rows)} images {where}")
     ordered = rows.sort_values(["mos", "name"], kind="stable")
     return ordered.iloc[np.linspace(0, len(ordered) - 1, n).round().astype(int)]
 
@@ -136,6 +139,17 @@ def pick_gallery(table: pd.DataFrame, n: int = 12, ref: str | None = None) -> pd
 def load_images(paths: Sequence[str], size: int) -> torch.Tensor:
     """[0, 1] RGB images (N, 3, size, size): each file centre-cropped (upscaled first when smaller)."""
     return torch.cat([crop(load_rgb(p), CropPolicy("center", size)) for p in paths])
+
+
+def check_ref(table: pd.DataFrame, ref: str | None) -> str:
+    """`ref`, a content of `table` (None or '': the first), else a ConfigError listing the contents."""
+    refs = list(dict.fromkeys(table["ref"]))
+    if not ref:
+        return refs[0]
+    if ref not in refs:
+        shown = ", ".join(map(repr, refs[:3])) + (", ..." if len(refs) > 3 else "")
+        raise ConfigError(f"ref={ref!r}: not a content of the table; one of {shown} ({len(refs)} contents)")
+    return ref
 
 
 def gallery_image(table: pd.DataFrame, ref: str, family: str, level: int) -> pd.Series:
@@ -228,7 +242,7 @@ def distortion_grid(table: pd.DataFrame, ref: str | None = None, families: Seque
     """Families (rows) x reference + levels 1-5 (columns) of one content, each titled with its pseudo-MOS."""
     import matplotlib.pyplot as plt
 
-    ref = ref or table["ref"].iloc[0]
+    ref = check_ref(table, ref)
     rows = table[table["ref"] == ref]
     families = list(families or dict.fromkeys(rows["dist_type"]))
     fig, axes = plt.subplots(len(families), 6, figsize=(9, 1.6 * len(families)), squeeze=False)
@@ -317,7 +331,7 @@ def distortion_gallery(
 
     refs = list(dict.fromkeys(table["ref"]))
     families = list(dict.fromkeys(table["dist_type"]))
-    pick_ref = w.Dropdown(options=refs, value=ref or refs[0], description="content")
+    pick_ref = w.Dropdown(options=refs, value=check_ref(table, ref), description="content")
     pick_family = w.Dropdown(options=families, value=family or families[0], description="family")
     slider = w.IntSlider(value=level, min=1, max=5, description="level", continuous_update=False)
     picture, caption = w.Image(format="png"), w.HTML()
@@ -345,6 +359,10 @@ def prompt_playground(model, images: torch.Tensor, mos, *, labels: Sequence[str]
 
     presets = dict(presets or PROMPT_PRESETS)
     mos = np.asarray(mos, float)
+    if len(mos) < metrics.MIN_ITEMS:
+        raise ConfigError(
+            f"prompt_playground: {len(mos)} gallery images; at least {metrics.MIN_ITEMS}, the fewest an SRCC ranks"
+        )
     features = features if features is not None else image_features(model, images)
     names = list(labels) if labels is not None else [str(i) for i in range(len(mos))]
     preset = w.Dropdown(options=list(presets), description="preset", layout=w.Layout(width="420px"))
