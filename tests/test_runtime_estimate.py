@@ -76,6 +76,28 @@ def test_the_dry_step_is_the_trainers_own(table, monkeypatch, visual_depth):
     assert calls == [est.cache] * 3 and est.cache == (visual_depth == 0)
 
 
+def test_on_a_cpu_the_projection_times_one_step_and_16_images(table, monkeypatch):
+    """The CPU defaults: no warm-up step (a run pays its first step too) and a 16-image evaluation batch."""
+    from mmpiqa.model.prompted_clip import PromptedCLIP
+
+    steps, batches = [], []
+    step, forward = Trainer.step, PromptedCLIP.forward
+
+    def counted_step(trainer, batch, epoch=0):
+        steps.append(len(batch["mos"]))
+        return step(trainer, batch, epoch)
+
+    def counted_forward(model, images, *args, **kwargs):
+        batches.append(len(images))
+        return forward(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", counted_step)
+    monkeypatch.setattr(PromptedCLIP, "forward", counted_forward)
+    estimate_runtime(_config(visual_depth=1), table)
+    assert steps == [16]  # one timed step of batch_size images
+    assert batches[:2] == [1, 16]  # an untimed one-image pass, then the timed batch (1 view each)
+
+
 def test_the_estimate_is_plain_arithmetic():
     est = RuntimeEstimate(step_s=2.0, load_s=1.0, load_cached_s=0.0, eval_crop_s=0.01, n_train=100, n_val=10,
                           n_test=20, epochs=3, batch_size=32, splits=2, test_crops=3, train_crops=4, trains=True,
