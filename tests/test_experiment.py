@@ -47,6 +47,22 @@ def test_run_writes_a_complete_folder_and_is_skipped_the_second_time(tmp_path, t
     assert again.skipped and again.metrics == stored
 
 
+def test_the_same_run_under_another_name_is_a_copy_not_a_second_run(tmp_path, table, monkeypatch):
+    # the name is a label, the key the config: chapter 05's dual-branch xattn arm is chapter 04's all-blocks arm
+    first = run(_config(visual_depth=1), tmp_path, splits=1, table=table, progress=False, echo=False)
+    monkeypatch.setattr(experiment, "_run_split", lambda *args: pytest.fail("trained again"))
+    renamed = _config(visual_depth=1).replace(name="arm")
+    second = run(renamed, tmp_path, splits=1, table=table, progress=False, echo=False)
+    assert second.skipped and second.folder == run_folder(renamed, tmp_path) != first.folder
+    assert RunConfig.load(second.folder / "config.json") == renamed
+    same = {**first.metrics, "name": "arm"}
+    assert json.dumps(second.metrics, sort_keys=True) == json.dumps(same, sort_keys=True)  # (NaN-safe)
+    for name in ("splits.json", "split-00/predictions.csv", "split-00/prompts.safetensors"):
+        assert (second.folder / name).read_bytes() == (first.folder / name).read_bytes(), name
+    assert f"copied from {first.folder.name}" in (second.folder / "log.txt").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.folder.name, second.folder.name])
+
+
 def test_finished_splits_are_kept_when_a_run_resumes(tmp_path, table, monkeypatch):
     config = _config(visual_depth=1)
     calls = []

@@ -240,9 +240,19 @@ def run(
     elif on_epoch is not None:
         raise ValueError("on_epoch belongs to prompt training: pass fitter=PromptTraining(on_epoch)")
     folder = RunFolder.named(out, config.name, fitter.key(config))
+    twin = None if folder.path.exists() else RunFolder.complete_twin(out, fitter.key(config))
+    if twin is not None:
+        try:
+            twin.copy_as(folder, config)
+        except OSError as error:
+            raise writing(folder.path, error) from error
+        RunLog(folder.log_file, echo=False)(
+            f"copied from {twin.path.name}: the same config key, not run again"
+        )
     if folder.is_complete():
         if echo:
-            print(f"{folder.path}: complete, skipped (delete the folder to run it again)")
+            done = f"the same run as {twin.path.name}, copied" if twin else "complete, skipped"
+            print(f"{folder.path}: {done} (delete the folder to run it again)")
         return RunResult(folder.path, config, folder.read_metrics(), skipped=True)
     check_run(config, splits)
     device = init_distributed() or resolve_device(config.train.device)

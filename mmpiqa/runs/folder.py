@@ -13,16 +13,20 @@
                               metrics.json (val at the selected epoch, test, history)
         metrics.json          per split and summary (median, mean ± std, bootstrap CI) for val and test
 
-A folder (or split folder) with its `metrics.json` is complete: it is read back, never run again.
+A folder (or split folder) with its `metrics.json` is complete: it is read back, never run again. The name is a
+label and the key the config: a run asked for under a new name whose key has a complete folder is a copy of it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmpiqa.config import RunConfig
 from mmpiqa.errors import MissingFileError
+from mmpiqa.files import atomic_write_json
 from mmpiqa.model.checkpoint import read_json
 from mmpiqa.train.trainer import BEST_FILE, STATE_FILE
 
@@ -104,6 +108,30 @@ class RunFolder(_Folder):
     def split_folders(self) -> list[SplitFolder]:
         """The split folders present, in split order."""
         return [SplitFolder(p) for p in sorted(self.path.glob("split-*"))]
+
+    @classmethod
+    def complete_twin(cls, out: str | Path, key: str) -> RunFolder | None:
+        """A complete run folder in `out` with this key, under any name (chapters name one run differently: chapter
+        05's dual-branch xattn arm is chapter 04's all-blocks arm)."""
+        for path in sorted(Path(out).glob(f"*-{key}")):
+            found = cls(path)
+            if found.is_complete() and found.read_metrics().get("key") == key:
+                return found
+        return None
+
+    def copy_as(self, target: RunFolder, config: RunConfig) -> None:
+        """This complete run as `target`, the same run under `config.name` (config.json and metrics.json carry the
+        new name). Made beside `target` and renamed into place, so a half-made copy is never taken for a run
+        (another process that made it first wins)."""
+        scratch = target.path.with_name(f".{target.path.name}.{os.getpid()}.copy")
+        shutil.copytree(self.path, scratch)
+        copy = RunFolder(scratch)
+        config.save(copy.config_file)
+        atomic_write_json(copy.metrics_file, {**self.read_metrics(), "name": config.name})
+        try:
+            scratch.rename(target.path)
+        except OSError:  # made meanwhile by another process
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def read_config(self) -> RunConfig:
         """The RunConfig of the run; a folder without one is named as not being a run folder."""

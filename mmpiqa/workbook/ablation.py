@@ -130,7 +130,9 @@ def run_arms(
         data_key = json.dumps(
             [d.dataset, d.root, d.size, d.skip_unreadable, d.reader_options], sort_keys=True
         )
-        complete = RunFolder(run_folder(config, out)).is_complete()
+        here = RunFolder(run_folder(config, out))
+        # complete here, or under another name (run copies it): no need for the data set
+        complete = here.is_complete() or RunFolder.complete_twin(out, config.key()) is not None
         if table is None and not complete and data_key not in tables:
             tables[data_key] = load_table(config.data, progress=False)
         start = time.perf_counter()
