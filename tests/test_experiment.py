@@ -108,6 +108,18 @@ def test_zero_shot_goes_through_the_same_path(tmp_path, table):
     assert list(frame.columns[:3]) == ["run", "key", "splits"]
 
 
+def test_a_run_says_when_its_splits_test_the_same_images(tmp_path, table):
+    # 'small' has 3 contents: of 4 random splits, two or more test the same one
+    config = _config(head="levels", text_depth=0, visual_depth=0)
+    config = config.replace(data=config.data.replace(n_splits=4, split_seed=0))
+    result = run(config, tmp_path, table=table, progress=False, echo=False)
+    log = (result.folder / "log.txt").read_text().splitlines()
+    note = [line for line in log if "test the same images" in line]
+    assert len(note) == 1 and "distinct test sets in 4 splits" in note[0], note
+    tests = [s["test"]["srcc"] for s in result.metrics["per_split"]]
+    assert len(set(tests)) < 4  # nothing is trained: the repeated test set scores the same
+
+
 def test_new_shipped_teaching_weights_give_new_run_keys(tmp_path, monkeypatch):
     import mmpiqa.config as config_module
 

@@ -15,6 +15,7 @@ from mmpiqa.data.splits import (
     choose_protocol,
     load_splits,
     make_splits,
+    repeated_tests,
     save_splits,
     subsample_train,
 )
@@ -172,3 +173,17 @@ def test_a_source_photo_stays_on_one_side():
     check_no_leakage(table.drop(columns="source"), by_ref)  # by content alone it is fine...
     with pytest.raises(LeakageError, match="photo"):
         check_no_leakage(table, leaky)  # ...but not once the table says which photo each crop came from
+
+
+def test_splits_that_test_the_same_images_are_found():
+    # 3 references and 6 random splits: some test reference must be drawn again (the embedded benchmark's case)
+    splits = make_splits(synthetic(n_refs=3), n_splits=6, seed=0)
+    groups = repeated_tests(splits)
+    assert groups and sorted(i for g in groups for i in g) == sorted(set(i for g in groups for i in g))
+    for group in groups:
+        assert len({splits[i].test for i in group}) == 1
+    assert len({splits[g[0]].test for g in groups}) == len(groups)  # one group per repeated test set
+    alone = [i for i in range(6) if not any(i in g for g in groups)]
+    distinct = {splits[i].test for i in alone} | {splits[g[0]].test for g in groups}
+    assert len(distinct) == len(alone) + len(groups)  # every other split tests images of its own
+    assert repeated_tests(make_splits(synthetic(), n_splits=3, seed=3)) == []  # 20 references: none repeat

@@ -240,6 +240,17 @@ def check_no_leakage(table: pd.DataFrame, split: Split) -> None:
         side.setdefault(ref, (part, name))
 
 
+def repeated_tests(splits: Sequence[Split]) -> list[tuple[int, ...]]:
+    """Groups of positions in `splits` whose test parts hold exactly the same images. Repeated random splits
+    of a dataset with few references can draw the same test references again (on the embedded benchmark's
+    default size, 6 splits of 7 source photos test one photo each); a statistic over splits then counts that
+    test set more than once, as if it were independent evidence."""
+    positions: dict[frozenset[str], list[int]] = {}
+    for position, split in enumerate(splits):
+        positions.setdefault(frozenset(split.test), []).append(position)
+    return [tuple(group) for group in positions.values() if len(group) > 1]
+
+
 # ----------------------------------------------------------------------------------------------- subsample
 def subsample_train(
     split: Split, fraction: float | None = None, n: int | None = None, seed: int = 0

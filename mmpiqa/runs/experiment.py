@@ -25,7 +25,15 @@ from mmpiqa.config import ConfigError, DataConfig, RunConfig
 from mmpiqa.data.crops import CropPolicy
 from mmpiqa.data.dataset import IQADataset
 from mmpiqa.data.readers import read_dataset
-from mmpiqa.data.splits import Split, check_no_leakage, load_splits, make_splits, save_splits, subsample_train
+from mmpiqa.data.splits import (
+    Split,
+    check_no_leakage,
+    load_splits,
+    make_splits,
+    repeated_tests,
+    save_splits,
+    subsample_train,
+)
 from mmpiqa.errors import MissingFileError
 from mmpiqa.files import atomic_write_json, atomic_write_text, writing
 from mmpiqa.model.checkpoint import CheckpointError, load_prompts
@@ -278,6 +286,14 @@ def run(
     if main and not folder.splits_file.is_file():
         save_splits(all_splits, folder.splits_file, dataset=config.data.dataset)
     chosen = all_splits[: splits or config.data.n_splits]
+    repeats = repeated_tests(chosen)
+    if repeats:
+        same = "; ".join(" and ".join(str(i) for i in group) for group in repeats)
+        distinct = len(chosen) - sum(len(group) - 1 for group in repeats)
+        log(
+            f"note: splits {same} test the same images ({distinct} distinct test sets in {len(chosen)} splits: "
+            "the data has few references); a statistic over splits counts them as independent"
+        )
 
     per_split = []
     for index, split in enumerate(chosen):
