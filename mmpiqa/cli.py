@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: train MP-IQE offline on the embedded benchmark, vs zero-shot"
     )
     demo.add_argument("--out", default="runs/demo", help="folder for the run folders and figures")
-    demo.add_argument("--epochs", type=int, default=3)
-    demo.add_argument("--splits", type=int, default=1, help="content-disjoint random splits to run")
+    demo.add_argument("--epochs", type=_positive, default=3)
+    demo.add_argument("--splits", type=_positive, default=1, help="content-disjoint random splits to run")
     demo.add_argument(
         "--size", default="default", choices=["small", "default", "full"], help="embedded benchmark size"
     )

@@ -18,15 +18,15 @@ from typing import Any
 
 from mmpiqa.errors import InputError
 
-# errors of the place written to, not of the program: say which path and what to do
-_USER_FIXABLE = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOTDIR,
-    errno.EEXIST,
+# errors of the place written to, not of the program: say which path and what to do about it
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or choose another output folder (--out)",
+    errno.EDQUOT: "the disk quota is used up: free some space, or choose another output folder (--out)",
+    errno.EROFS: "choose an output folder you can write to (--out)",
+    errno.EACCES: "choose an output folder you can write to (--out)",
+    errno.EPERM: "choose an output folder you can write to (--out)",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another output folder (--out)",
+    errno.EEXIST: "a part of that path is a file, not a folder: choose another output folder (--out)",
 }
 
 
@@ -36,12 +36,9 @@ class WriteError(InputError, OSError):
 
 def writing(path: Path, error: OSError) -> OSError:
     """`error` as a `WriteError` naming `path` when the user can fix it, else unchanged."""
-    if error.errno not in _USER_FIXABLE:
+    if error.errno not in _ADVICE:
         return error
-    return WriteError(
-        f"cannot write {path}: {error.strerror or error}. Free some disk space, or choose an output folder "
-        "you can write to (--out).",
-    )
+    return WriteError(f"cannot write {path}: {error.strerror or error}; {_ADVICE[error.errno]}.")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

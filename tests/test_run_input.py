@@ -287,10 +287,17 @@ def test_reader_options_of_a_run_config_reach_the_reader(tmp_path, capsys):
     assert list(out.iterdir()) == [folder]  # nothing written for a bad option
 
 
-@pytest.mark.parametrize("splits", ["0", "-1", "two"])
-def test_splits_must_be_a_positive_count(capsys, splits):
+@pytest.mark.parametrize(
+    "args",
+    [
+        *(["train", "--splits", v] for v in ("0", "-1", "two")),
+        *(["demo", flag, v] for flag in ("--splits", "--epochs") for v in ("0", "1.5")),
+    ],
+)
+def test_splits_and_epochs_must_be_a_positive_count(capsys, args):
+    # refused while the arguments are read, before the demo decodes its 2,250 images
     with pytest.raises(SystemExit) as info:
-        main(["train", "--splits", splits])
+        main(args)
     assert info.value.code == 2
     assert "expected a whole number >= 1" in capsys.readouterr().err
 
@@ -341,7 +348,7 @@ def test_a_full_disk_names_the_path_and_leaves_no_temp_file(tmp_path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     target = tmp_path / "run" / "metrics.json"
-    with pytest.raises(WriteError, match=rf"cannot write {target}: No space left on device\. Free some disk"):
+    with pytest.raises(WriteError, match=rf"cannot write {target}: No space left on device; the disk is"):
         atomic_write(target, full)
     assert list(target.parent.iterdir()) == []
 
@@ -349,7 +356,8 @@ def test_a_full_disk_names_the_path_and_leaves_no_temp_file(tmp_path):
 def test_an_output_folder_that_cannot_be_made_is_one_error_line(tmp_path, capsys):
     (tmp_path / "file").write_text("a file where a folder should go")
     assert main(["train", "--out", str(tmp_path / "file" / "runs"), *TRAIN, "--set", "data.size=small"]) == 2
-    assert f"cannot write {tmp_path / 'file' / 'runs'}" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert f"cannot write {tmp_path / 'file' / 'runs'}" in line and "a part of that path is a file" in line
 
 
 # ---------------------------------------------------------------------------------------------- 12: the model
