@@ -247,8 +247,9 @@ def run(
         fitter = PromptTraining(on_epoch)
     elif on_epoch is not None:
         raise ValueError("on_epoch belongs to prompt training: pass fitter=PromptTraining(on_epoch)")
-    folder = RunFolder.named(out, config.name, fitter.key(config))
-    twin = None if folder.path.exists() else RunFolder.complete_twin(out, fitter.key(config))
+    key = fitter.key(config)
+    folder = RunFolder.named(out, config.name, key)
+    twin = None if folder.path.exists() else RunFolder.complete_twin(out, key)
     if twin is not None:
         try:
             twin.copy_as(folder, config)
@@ -289,7 +290,7 @@ def run(
     repeats = repeated_tests(chosen)
     if repeats:
         same = "; ".join(" and ".join(str(i) for i in group) for group in repeats)
-        distinct = len(chosen) - sum(len(group) - 1 for group in repeats)
+        distinct = len({split.test for split in chosen})
         log(
             f"note: splits {same} test the same images ({distinct} distinct test sets in {len(chosen)} splits: "
             "the data has few references); a statistic over splits counts them as independent"
@@ -302,7 +303,7 @@ def run(
         )
     result = {
         "name": config.name,
-        "key": fitter.key(config),
+        "key": key,
         "backbone": per_split[0]["backbone"],
         "data": f"{config.data.dataset} ({len(table)} images; protocol {chosen[0].by}; {len(chosen)} split(s))",
         "skipped_images": len(skipped),

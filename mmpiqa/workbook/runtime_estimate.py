@@ -152,7 +152,7 @@ def estimate_runtime(
     default_collate([train[i] for i in rows])  # later epochs: decoded images come from the dataset's cache
     load_cached_s = time.perf_counter() - start
 
-    # one evaluation batch as `predict_scores` scores it (2 x batch_size images, all their crops), after a warm-up
+    # one evaluation batch of n_eval images with all their crops, after a one-image warm-up
     n_eval = min(eval_batch or (2 * config.train.batch_size if gpu else 16), len(val))
     with torch.no_grad(), autocast(device):
         model.eval()
