@@ -37,7 +37,10 @@ ALL_BLOCKS = -1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 OFFLINE_TAGS: dict[tuple[str, str], str] = {("tiny", "synthetic"): "tiny-synthetic"}
 
-MAX_SPLITS = 1000  # more random splits add nothing to a median or a CI and make splits.json huge
+MAX_SPLITS = 1000  # more splits add nothing to a median or a CI and make splits.json huge
+# How `data.splits.make_splits` turns the data fields into splits; part of every run key, so a run folder made
+# under another rule is never read back as this one. 1: each split drawn at random; 2: splits rotate (k-fold).
+SPLIT_SCHEME = 2
 
 
 class ConfigError(InputError, ValueError):
@@ -290,8 +293,8 @@ class DataConfig(ConfigBase):
     root: str | None = None  # the unpacked official release (None for 'embedded': the package cache)
     size: str = "default"  # embedded benchmark size: 'small', 'default' or 'full'
     protocol: str = "auto"  # 'auto', 'ref' (reference-disjoint), 'random' or 'official'
-    n_splits: int = 10  # random splits of the n-split protocol
-    split_seed: int = 0  # seed of the first split; split i uses split_seed + i
+    n_splits: int = 10  # splits of the n-split protocol (they rotate the test references: data.splits)
+    split_seed: int = 0  # seed of the splits' shuffles
     fractions: tuple[float, ...] = (0.7, 0.1, 0.2)  # train / val / test
     train_fraction: float | None = None  # data-efficiency: keep this fraction of the training part
     crop_size: int | None = None  # None: the backbone's input size
@@ -382,7 +385,7 @@ class RunConfig(ConfigBase):
 
     def key(self) -> str:
         """Hash of everything that changes the result (not `name`, `device`, `num_workers`, nor `size` off the
-        embedded benchmark), including the checksum of shipped offline weights."""
+        embedded benchmark), including the checksum of shipped offline weights and the rule that draws splits."""
         import hashlib
 
         data = self.to_dict()
@@ -395,6 +398,7 @@ class RunConfig(ConfigBase):
             data["data"].pop("size")  # the embedded benchmark's size means nothing for a real dataset
         if not data["data"]["reader_options"]:
             data["data"].pop("reader_options")  # so runs made before the field existed keep their keys
+        data["data"]["split_scheme"] = SPLIT_SCHEME
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def with_overrides(self, assignments: list[str] | dict[str, Any]) -> RunConfig:

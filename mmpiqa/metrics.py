@@ -8,7 +8,7 @@ converted) and returns Python floats. Nothing imports the rest of ``mmpiqa``.
   monotone 4-parameter logistic before PLCC and RMSE are measured.
 - ``evaluate``: all of the above in one dict.
 - ``bootstrap_ci``: a percentile bootstrap over images for one test set.
-- ``summarise``: median / mean / std over n random splits with a bootstrap CI of the mean.
+- ``summarise``: median / mean / std over n splits with a bootstrap CI of the mean.
 - ``paired_test``: two ablation arms evaluated on the same splits (Wilcoxon signed-rank + paired t-test).
 
 Policy for bad input (one rule everywhere):

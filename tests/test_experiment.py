@@ -109,7 +109,7 @@ def test_zero_shot_goes_through_the_same_path(tmp_path, table):
 
 
 def test_a_run_says_when_its_splits_test_the_same_images(tmp_path, table):
-    # 'small' has 3 contents: of 4 random splits, two or more test the same one
+    # 'small' has 3 contents: 3 rotating splits test each once, and the fourth starts the rotation again
     config = _config(head="levels", text_depth=0, visual_depth=0)
     config = config.replace(data=config.data.replace(n_splits=4, split_seed=0))
     result = run(config, tmp_path, table=table, progress=False, echo=False)

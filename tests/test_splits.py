@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from mmpiqa.config import ConfigError
+from mmpiqa.config import SPLIT_SCHEME, ConfigError, RunConfig
 from mmpiqa.data.splits import (
     LeakageError,
     Split,
@@ -176,9 +177,10 @@ def test_a_source_photo_stays_on_one_side():
 
 
 def test_splits_that_test_the_same_images_are_found():
-    # 3 references and 6 random splits: some test reference must be drawn again (the embedded benchmark's case)
+    # 3 references and 6 splits: two rotations, so each test reference comes twice ('small' in the workbook)
     splits = make_splits(synthetic(n_refs=3), n_splits=6, seed=0)
     groups = repeated_tests(splits)
+    assert sorted(len(g) for g in groups) == [2, 2, 2]
     assert groups and sorted(i for g in groups for i in g) == sorted(set(i for g in groups for i in g))
     for group in groups:
         assert len({splits[i].test for i in group}) == 1
@@ -187,3 +189,42 @@ def test_splits_that_test_the_same_images_are_found():
     distinct = {splits[i].test for i in alone} | {splits[g[0]].test for g in groups}
     assert len(distinct) == len(alone) + len(groups)  # every other split tests images of its own
     assert repeated_tests(make_splits(synthetic(), n_splits=3, seed=3)) == []  # 20 references: none repeat
+
+
+def test_splits_rotate_so_a_cycle_tests_every_block_once():
+    # 7 source photos with one test photo a split (the embedded benchmark's default): 7 splits test all 7
+    table = synthetic(n_refs=14)
+    table["source"] = [f"photo{int(r[1:]) // 2}" for r in table["ref"]]
+    source_of = dict(zip(table["name"], table["source"], strict=True))
+    splits = make_splits(table, n_splits=9, seed=5)
+    tested = [frozenset(source_of[n] for n in s.test) for s in splits]
+    assert all(len(t) == 1 for t in tested)
+    assert len(set(tested[:7])) == 7  # one cycle: every photo tested once
+    assert repeated_tests(splits[:7]) == [] and repeated_tests(splits)  # the next cycle starts again
+    for s in splits:
+        check_no_leakage(table, s)
+        assert s.sizes() == splits[0].sizes()  # every photo has 12 images: the parts keep their sizes
+    # 20 references, 4 test references a split: 5 disjoint test blocks, then a reshuffled cycle
+    refs = [{n.split("/")[1][:3] for n in s.test} for s in make_splits(synthetic(), n_splits=6, seed=2)]
+    assert all(len(r) == 4 for r in refs)
+    assert len(set().union(*refs[:5])) == 20  # the first five test every reference exactly once
+
+
+def test_rotation_keeps_split_zero_and_the_splits_file_names_the_scheme(tmp_path, monkeypatch):
+    # split 0 is the draw it was before splits rotated (scheme 1: split i from default_rng([seed, i])), so a
+    # one-split run tests the same images as before
+    table = synthetic()
+    unique = sorted(set(table["ref"]))
+    order = np.random.default_rng([7, 0]).permutation(len(unique))
+    first = make_splits(table, n_splits=3, seed=7)[0]
+    assert {n.split("/")[1][:3] for n in first.test} == {unique[k] for k in order[-4:]}
+    assert {n.split("/")[1][:3] for n in first.val} == {unique[k] for k in order[-6:-4]}
+    path = save_splits(make_splits(table, n_splits=2, seed=7), tmp_path / "splits.json")
+    assert json.loads(path.read_text())["protocol"]["scheme"] == SPLIT_SCHEME == 2
+    assert load_splits(path) == make_splits(table, n_splits=2, seed=7)
+    # the scheme is part of every run key: a run folder made under the old draw is never read back as this one
+    import mmpiqa.config as config_module
+
+    now = RunConfig().key()
+    monkeypatch.setattr(config_module, "SPLIT_SCHEME", 1)
+    assert RunConfig().key() != now

@@ -153,7 +153,7 @@ def verify_report(
         none = splits.get("", 0)
         out.append("split        official: " + ", ".join(parts) + (f", none {none}" if none else ""))
     else:
-        how = "reference-disjoint random splits" if info.synthetic or n_refs < len(table) else "random splits"
+        how = "reference-disjoint splits" if info.synthetic or n_refs < len(table) else "random splits"
         out.append(f"split        none official (use {how})")
     out += _distortions(table)
     scenes = Counter(s for cell in table["scenes"] for s in cell.split("|") if s)

@@ -16,7 +16,12 @@ Protocols (``by``):
 id occurs on more than one row -> ``"ref"``; otherwise -> ``"random"``. A ``split`` column filled on only some rows is
 an error (choose ``by`` explicitly).
 
-Split ``i`` of ``make_splits(..., seed=s)`` is drawn from ``numpy.random.default_rng([s, i])``, so it is the same
+Splits rotate, so that they test different groups (repeated k-fold). With ``t`` test groups of ``G``, a cycle is
+``K = G // t`` splits: the groups are shuffled once per cycle (``numpy.random.default_rng([s, cycle])``), and split
+``j`` of the cycle is that order rotated by ``j`` blocks of ``t``, laid out as train, then val, then test. The
+``K`` splits of a cycle test disjoint groups; the next cycle reshuffles. Independent random draws (before
+``config.SPLIT_SCHEME`` 2) tested the same photo twice in 6 splits of the embedded benchmark's 7: a statistic over
+splits then counts one test set as two. Split 0 is the draw it always was, and split ``i`` of ``seed=s`` is the same
 whatever ``n_splits`` is. Every part of every split is non-empty (at least one group each), or a ``ValueError``
 says why it cannot be. Names keep the table's row order inside each part.
 """
@@ -34,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmpiqa.config import ConfigError
+from mmpiqa.config import SPLIT_SCHEME, ConfigError
 
 __all__ = [
     "PROTOCOLS",
@@ -126,10 +131,13 @@ def _counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[int, 
     return n_train, n_val, n_test
 
 
-def _assign(groups: np.ndarray, rng: np.random.Generator, fractions: tuple[float, float, float]) -> dict:
+def _assign(groups: np.ndarray, seed: int, index: int, fractions: tuple[float, float, float]) -> dict:
+    """The part of each group in split ``index`` (the rotation of the module docstring)."""
     unique = sorted(set(groups.tolist()))
-    n_train, n_val, _ = _counts(len(unique), fractions)
-    order = rng.permutation(len(unique))
+    n_train, n_val, n_test = _counts(len(unique), fractions)
+    cycle, block = divmod(index, len(unique) // n_test)
+    # rolling by `block` test blocks moves the order's block-th last block into the test slot at the end
+    order = np.roll(np.random.default_rng([seed, cycle]).permutation(len(unique)), block * n_test)
     part_of = {}
     for rank, k in enumerate(order):
         part_of[unique[k]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
@@ -177,7 +185,7 @@ def make_splits(
     groups = refs if protocol == "ref" else names
     out = []
     for i in range(n_splits):
-        part_of = _assign(groups, np.random.default_rng([seed, i]), fr)
+        part_of = _assign(groups, seed, i, fr)
         parts = {p: tuple(n for n, g in zip(names, groups, strict=True) if part_of[g] == p) for p in PARTS}
         out.append(Split(seed, i, parts["train"], parts["val"], parts["test"], protocol, dataset, fr))
     return out
@@ -241,10 +249,11 @@ def check_no_leakage(table: pd.DataFrame, split: Split) -> None:
 
 
 def repeated_tests(splits: Sequence[Split]) -> list[tuple[int, ...]]:
-    """Groups of positions in `splits` whose test parts hold exactly the same images. Repeated random splits
-    of a dataset with few references can draw the same test references again (on the embedded benchmark's
-    default size, 6 splits of 7 source photos test one photo each); a statistic over splits then counts that
-    test set more than once, as if it were independent evidence."""
+    """Groups of positions in `splits` whose test parts hold exactly the same images. Rotating splits test
+    new groups until a cycle is used up, so this happens when more splits are asked for than the data has test
+    blocks (the embedded benchmark's 3 'small' contents: 4 splits test one content each), or with saved splits
+    drawn otherwise; a statistic over splits then counts that test set more than once, as if it were
+    independent evidence."""
     positions: dict[frozenset[str], list[int]] = {}
     for position, split in enumerate(splits):
         positions.setdefault(frozenset(split.test), []).append(position)
@@ -301,6 +310,7 @@ def save_splits(splits: Sequence[Split], path: str | os.PathLike, dataset: str |
             "seed": first.seed,
             "fractions": list(first.fractions),
             "n_splits": len(splits),
+            "scheme": SPLIT_SCHEME,  # how they were drawn (informative: the names below are the splits)
         },
         "splits": [
             {**asdict(s), "fractions": list(s.fractions), **{p: list(getattr(s, p)) for p in PARTS}}
