@@ -201,6 +201,8 @@ def test_splits_rotate_so_a_cycle_tests_every_block_once():
     assert all(len(t) == 1 for t in tested)
     assert len(set(tested[:7])) == 7  # one cycle: every photo tested once
     assert repeated_tests(splits[:7]) == [] and repeated_tests(splits)  # the next cycle starts again
+    validated = [frozenset(source_of[n] for n in s.val) for s in splits]
+    assert validated[:6] == tested[1:7]  # one validation photo a split: the one the next split tests
     for s in splits:
         check_no_leakage(table, s)
         assert s.sizes() == splits[0].sizes()  # every photo has 12 images: the parts keep their sizes
