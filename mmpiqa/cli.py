@@ -295,7 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="runs/demo", help="folder for the run folders and figures")
     demo.add_argument("--epochs", type=_positive, default=3)
-    demo.add_argument("--splits", type=_positive, default=1, help="content-disjoint splits to run (each tests other source photos)")
+    demo.add_argument(
+        "--splits",
+        type=_positive,
+        default=1,
+        help="content-disjoint splits to run, each testing other photos",
+    )
     demo.add_argument(
         "--size", default="default", choices=["small", "default", "full"], help="embedded benchmark size"
     )

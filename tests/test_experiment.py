@@ -123,7 +123,9 @@ def test_a_run_says_when_its_splits_test_the_same_images(tmp_path, table):
 def test_new_shipped_teaching_weights_give_new_run_keys(tmp_path, monkeypatch):
     import mmpiqa.config as config_module
 
-    teaching = RunConfig(name="t", model=ModelConfig(backbone="tiny", pretrained="synthetic"), data=DATA, train=TRAIN)
+    teaching = RunConfig(
+        name="t", model=ModelConfig(backbone="tiny", pretrained="synthetic"), data=DATA, train=TRAIN
+    )
     random_weights = teaching.replace(model=teaching.model.replace(pretrained=None))
     before = teaching.key(), random_weights.key()
     for (_, _), stem in config_module.OFFLINE_TAGS.items():
