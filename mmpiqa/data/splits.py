@@ -132,10 +132,9 @@ def _counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[int, 
     return n_train, n_val, n_test
 
 
-def _assign(groups: np.ndarray, seed: int, index: int, fractions: tuple[float, float, float]) -> dict:
-    """The part of each group in split ``index`` (the rotation of the module docstring)."""
-    unique = sorted(set(groups.tolist()))
-    n_train, n_val, n_test = _counts(len(unique), fractions)
+def _assign(unique: list[str], counts: tuple[int, int, int], seed: int, index: int) -> dict:
+    """The part of each of the sorted `unique` groups in split ``index`` (the rotation of the module docstring)."""
+    n_train, n_val, n_test = counts
     cycle, block = divmod(index, len(unique) // n_test)
     # rolling by `block` test blocks moves the order's block-th last block into the test slot at the end
     order = np.roll(np.random.default_rng([seed, cycle]).permutation(len(unique)), block * n_test)
@@ -184,9 +183,11 @@ def make_splits(
         return [_official(table, names, refs, seed, fr, dataset)]
 
     groups = refs if protocol == "ref" else names
+    unique = sorted(set(groups.tolist()))
+    counts = _counts(len(unique), fr)
     out = []
     for i in range(n_splits):
-        part_of = _assign(groups, seed, i, fr)
+        part_of = _assign(unique, counts, seed, i)
         parts = {p: tuple(n for n, g in zip(names, groups, strict=True) if part_of[g] == p) for p in PARTS}
         out.append(Split(seed, i, parts["train"], parts["val"], parts["test"], protocol, dataset, fr))
     return out
