@@ -20,7 +20,9 @@ def test_chapter_conventions(path):
     assert "jupytext" not in nb.metadata, "strip metadata.jupytext (it overrides jupytext.toml)"
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "outputs must be stripped before commit"
+            assert cell.outputs == [] and cell.execution_count is None, (
+                "outputs must be stripped before commit"
+            )
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), "first cell: a title"
     assert "CPU" in first.source and "GPU" in first.source, "first cell: expected runtime on CPU and GPU"
@@ -31,4 +33,6 @@ def test_chapter_conventions(path):
     assert assignments and all(isinstance(n, ast.AnnAssign) for n in assignments), "parameters must be typed"
     sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "assert " in sources, "numbers that matter are checked with assert"
-    assert "Exercise" in "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"), "exercises at the end"
+    assert "Exercise" in "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"), (
+        "exercises at the end"
+    )

@@ -30,7 +30,8 @@ def test_a_prompted_run_is_projected_from_its_counts(table):
     assert est.steps_per_epoch == math.ceil(75 / 16) and est.steps == 2 * est.steps_per_epoch
     assert (est.splits, est.test_crops, est.train_crops) == (2, 1, 2)
     assert min(est.step_s, est.load_s, est.load_cached_s, est.eval_crop_s) > 0
-    assert est.eval_images == 2 * 75 + 75  # val after each epoch (the best one's scores are reused), then test
+    # val after each epoch (the best one's scores are reused), then test
+    assert est.eval_images == 2 * 75 + 75
     assert est.eval_s == pytest.approx(2 * est.eval_images * 1 * est.eval_crop_s)
     first, later = est.steps_per_epoch, est.steps - est.steps_per_epoch
     assert est.train_s == pytest.approx(

@@ -80,12 +80,16 @@ def test_resume_ends_with_exactly_the_uninterrupted_result(small_table, tmp_path
         {k: v for k, v in row.items() if k not in fitted} for row in full.history
     ]
     for row_resumed, row_full in zip(resumed.history, full.history, strict=True):
-        assert {k: row_resumed[k] for k in fitted} == pytest.approx({k: row_full[k] for k in fitted}, rel=1e-6)
+        assert {k: row_resumed[k] for k in fitted} == pytest.approx(
+            {k: row_full[k] for k in fitted}, rel=1e-6
+        )
     for key, value in model_a.learned_state_dict().items():
         assert torch.equal(value, model_c.learned_state_dict()[key]), key
 
 
-def test_the_best_epochs_val_predictions_are_exactly_a_fresh_scoring_with_the_best_prompts(small_table, tmp_path):
+def test_the_best_epochs_val_predictions_are_exactly_a_fresh_scoring_with_the_best_prompts(
+    small_table, tmp_path
+):
     # evaluation reuses them instead of scoring val again (mmpiqa.runs.experiment.PromptTraining)
     model, trainer = _setup(small_table, MICRO, FAST, tmp_path)
     result = trainer.fit()
