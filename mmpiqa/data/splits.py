@@ -19,7 +19,8 @@ an error (choose ``by`` explicitly).
 Splits rotate, so that they test different groups (repeated k-fold). With ``t`` test groups of ``G``, a cycle is
 ``K = G // t`` splits: the groups are shuffled once per cycle (``numpy.random.default_rng([s, cycle])``), and split
 ``j`` of the cycle is that order rotated by ``j`` blocks of ``t``, laid out as train, then val, then test (so a
-split validates on groups just before its test block, which the next split tests). The ``K`` splits of a cycle
+split validates on groups just before its test block: the next split tests them when val is no larger than a test
+block, as with the default fractions). The ``K`` splits of a cycle
 test disjoint groups; the next cycle reshuffles. Independent random draws (before
 ``config.SPLIT_SCHEME`` 2) tested the same photo twice in 6 splits of the embedded benchmark's 7: a statistic over
 splits then counts one test set as two. Split 0 is the draw it always was, and split ``i`` of ``seed=s`` is the same
